@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything the station and its tests need on a fresh Debian 12 machine. Idempotent: re-running only
+# checks what is already there.
+#   - Debian packages: the OpenCV/clang build chain (opencv crate), sqlite is bundled by rusqlite.
+#   - ONNX Runtime 1.31 shared library from the `onnxruntime` wheel on PyPI, into .local/ (git-ignored), linked as
+#     .local/lib/libonnxruntime.so (the station's default lookup path).
+#   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv)
+PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 onnx==1.23.2 numpy)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv=".local/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating Python virtualenv $venv"
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.installed"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${PY_PACKAGES[*]}" ]; then
+  echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  echo "${PY_PACKAGES[*]}" > "$stamp"
+fi
+
+lib=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31* 2>/dev/null | head -n 1 || true)
+if [ -z "$lib" ]; then
+  echo "setup: libonnxruntime.so.1.31* not found in the onnxruntime wheel under $venv" >&2
+  exit 1
+fi
+mkdir -p .local/lib
+ln -sfn "$root/$lib" .local/lib/libonnxruntime.so
+echo "setup: ok (ONNX Runtime: .local/lib/libonnxruntime.so -> $lib)"

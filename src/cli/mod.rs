@@ -1,0 +1,147 @@
+//! The `station` command line: argument parsing, logging, the tokio runtime, and error-to-exit-code mapping.
+//! Each subcommand is a small file calling the library.
+//!
+//! Exit codes: 0 ok; 1 runtime failure; 2 bad config or command line; 3 model refused; 4 PLC unreachable.
+//! Failures print one line on stderr: `error: <what> : <why>`.
+
+mod bench;
+mod generate;
+mod run;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::model::ModelError;
+
+#[derive(Parser)]
+#[command(name = "station", version, about = "Inspection station: trigger, capture, model, verdict, PLC, records")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Config file [default: ./station.toml, else the built-in demo config]
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the line: judge parts until --max-parts, the end of a replay, or Ctrl-C
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Stop after this many parts
+        #[arg(long, value_name = "N")]
+        max_parts: Option<u64>,
+        /// No live status line
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check the config, the model against its manifest, the frame source and the PLC, without running
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Measure per-stage and end-to-end latency against the bare model's session.run on the same frames
+    Bench {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Parts to run through the pipeline (and frames to time the bare model on)
+        #[arg(long, default_value_t = 300)]
+        parts: u64,
+    },
+    /// Write synthetic conveyor parts as PNG files (good/, scratch/, spot/, crack/, masks/) for replay and tests
+    GenerateParts {
+        /// Output folder
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Number of parts
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Generator seed
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fraction of parts with a defect
+        #[arg(long, default_value_t = 0.2)]
+        defect_fraction: f64,
+    },
+}
+
+/// Exit code for an error, by what failed.
+#[derive(Debug, thiserror::Error)]
+#[error("PLC unreachable: {0}")]
+pub struct PlcUnreachable(pub String);
+
+fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|e| e.is::<ConfigError>() || e.is::<clap::Error>()) {
+        2
+    } else if err.chain().any(|e| e.is::<ModelError>()) {
+        3
+    } else if err.chain().any(|e| e.is::<PlcUnreachable>()) {
+        4
+    } else {
+        1
+    }
+}
+
+/// Loads `--config`, or `./station.toml`, or the built-in default.
+fn load_config(arg: &ConfigArg) -> Result<Config, ConfigError> {
+    match &arg.config {
+        Some(path) => Config::load(path),
+        None if Path::new("station.toml").exists() => Config::load(Path::new("station.toml")),
+        None => Config::embedded_default(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            max_parts,
+            quiet,
+        } => run::run(&config, max_parts, quiet),
+        Command::Validate { config } => validate::validate(&config),
+        Command::Bench { config, parts } => bench::bench(&config, parts),
+        Command::GenerateParts {
+            out,
+            count,
+            seed,
+            defect_fraction,
+        } => generate::generate(&out, count, seed, defect_fraction),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+            exit_code(&err)
+        }
+    }
+}

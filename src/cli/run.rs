@@ -1,0 +1,28 @@
+//! `station run`: runs the line with a live status line, stops cleanly on Ctrl-C, prints the summary.
+
+use anyhow::Context;
+
+use super::{ConfigArg, load_config, runtime};
+use crate::pipeline::{self, RunOptions};
+
+pub fn run(arg: &ConfigArg, max_parts: Option<u64>, quiet: bool) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let rt = runtime()?;
+    let summary = rt
+        .block_on(pipeline::run(
+            &config,
+            RunOptions {
+                max_parts,
+                status_line: !quiet,
+                ready: None,
+            },
+            async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+        ))
+        .with_context(|| format!("cannot run the line with {}", config.file))?;
+    println!("{summary}");
+    Ok(())
+}

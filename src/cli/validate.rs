@@ -1,0 +1,48 @@
+//! `station validate`: checks the config, the model against its manifest and ONNX file, the frame source, and
+//! the PLC's reachability, without running the line. Prints one `ok` line per check.
+
+use anyhow::Context;
+
+use super::{ConfigArg, PlcUnreachable, load_config, runtime};
+use crate::capture;
+use crate::config::PlcLink;
+use crate::model::Model;
+use crate::plc::{self, sim::SimPlc};
+
+pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    println!("ok  config {}", config.file);
+    let model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
+    println!(
+        "ok  model {} v{} ({}; sha256 {}; input {:?} {:?}; threshold {})",
+        model.info.name,
+        model.info.version,
+        model.dir.display(),
+        &model.info.sha256[..12],
+        model.manifest.input.shape,
+        model.manifest.input.layout,
+        model.info.threshold
+    );
+    let source = capture::open(&config.source).context("frame source")?;
+    println!("ok  source {}", source.describe());
+    let rt = runtime()?;
+    rt.block_on(async {
+        match config.plc.link {
+            PlcLink::Off => {
+                println!("ok  plc off (verdicts are recorded only)");
+                Ok(())
+            }
+            PlcLink::Simulated => {
+                let sim = SimPlc::start(config.plc.reject_coil).await?;
+                plc::probe(&config.plc, sim.addr).await.map_err(PlcUnreachable)?;
+                println!("ok  plc simulated (in-process Modbus server answered)");
+                Ok(())
+            }
+            PlcLink::Tcp(addr) => {
+                plc::probe(&config.plc, addr).await.map_err(PlcUnreachable)?;
+                println!("ok  plc {addr} answered (unit {})", config.plc.unit_id);
+                Ok::<(), anyhow::Error>(())
+            }
+        }
+    })
+}

@@ -1,0 +1,21 @@
+//! Inspection station: one part from trigger to reject gate.
+//!
+//! For every part a trigger fires ([`trigger`]), a frame is captured ([`capture`]), OpenCV preprocesses it
+//! ([`preprocess`]), an ONNX model scores it ([`model`]), the station decides PASS or REJECT ([`decision`]), tells
+//! the PLC over Modbus ([`plc`]) and records everything in SQLite ([`store`]). [`pipeline`] wires the stages
+//! together; [`config`] parses and validates `station.toml`; [`metrics`] counts and times what happens.
+//! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
+
+pub mod capture;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod decision;
+pub mod metrics;
+pub mod model;
+pub mod part;
+pub mod pipeline;
+pub mod plc;
+pub mod preprocess;
+pub mod store;
+pub mod trigger;

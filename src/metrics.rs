@@ -1,0 +1,235 @@
+//! What the station counts and times: counters shared by all stages (atomics), latency samples per stage kept by
+//! the orchestrator, the live status line, and the end-of-run summary (with the detection figures when the parts'
+//! truth is known: synthetic or labelled replay).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters, shared between the pipeline's tasks and threads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub parts: AtomicU64,
+    pub passed: AtomicU64,
+    pub rejected: AtomicU64,
+    pub frame_faults: AtomicU64,
+    pub model_errors: AtomicU64,
+    pub deadline_misses: AtomicU64,
+    /// Triggers that found the pipeline full: rejected without processing, never silent.
+    pub overloaded: AtomicU64,
+    /// Stage results that came after their part's deadline had already rejected it.
+    pub late_results: AtomicU64,
+    pub plc_outages: AtomicU64,
+    pub plc_delivered: AtomicU64,
+    pub plc_undelivered: AtomicU64,
+}
+
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Latency samples in milliseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Latencies {
+    samples: Vec<f64>,
+}
+
+impl Latencies {
+    pub fn push(&mut self, d: Duration) {
+        self.samples.push(d.as_secs_f64() * 1e3);
+    }
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+    /// The `p`-th percentile (0..=100, nearest rank), or None without samples.
+    pub fn percentile(&self, p: f64) -> Option<f64> {
+        percentile(&self.samples, p)
+    }
+    /// Percentile over the most recent `n` samples (for the live line).
+    pub fn recent_percentile(&self, n: usize, p: f64) -> Option<f64> {
+        percentile(&self.samples[self.samples.len().saturating_sub(n)..], p)
+    }
+}
+
+fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// p50 and p99 of one stage, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Spread {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Spread {
+    pub fn of(l: &Latencies) -> Option<Spread> {
+        Some(Spread {
+            p50_ms: l.percentile(50.0)?,
+            p99_ms: l.percentile(99.0)?,
+        })
+    }
+}
+
+/// Detection figures against known truth.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Detection {
+    pub defective: u64,
+    pub defective_rejected: u64,
+    pub good: u64,
+    pub good_rejected: u64,
+}
+
+impl Detection {
+    pub fn add(&mut self, truth: &str, rejected: bool) {
+        if truth == "good" {
+            self.good += 1;
+            self.good_rejected += u64::from(rejected);
+        } else {
+            self.defective += 1;
+            self.defective_rejected += u64::from(rejected);
+        }
+    }
+    /// Fraction of defective parts rejected.
+    pub fn detection_rate(&self) -> Option<f64> {
+        (self.defective > 0).then(|| self.defective_rejected as f64 / self.defective as f64)
+    }
+    /// Fraction of good parts rejected.
+    pub fn false_reject_rate(&self) -> Option<f64> {
+        (self.good > 0).then(|| self.good_rejected as f64 / self.good as f64)
+    }
+}
+
+/// The end-of-run summary.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub elapsed: Duration,
+    pub parts: u64,
+    pub passed: u64,
+    pub rejected: u64,
+    pub frame_faults: u64,
+    pub model_errors: u64,
+    pub deadline_misses: u64,
+    pub overloaded: u64,
+    pub late_results: u64,
+    pub plc_outages: u64,
+    pub plc_delivered: u64,
+    pub plc_undelivered: u64,
+    /// Reject pulses the simulated PLC counted (demo only).
+    pub simulated_plc_pulses: Option<u64>,
+    pub detection: Detection,
+    pub end_to_end: Option<Spread>,
+    pub capture: Option<Spread>,
+    pub preprocess: Option<Spread>,
+    pub inference: Option<Spread>,
+    pub database: String,
+}
+
+impl RunSummary {
+    pub fn parts_per_s(&self) -> f64 {
+        self.parts as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn spread(f: &mut fmt::Formatter<'_>, name: &str, s: Option<Spread>) -> fmt::Result {
+    match s {
+        Some(s) => writeln!(f, "  {name:<12} p50 {:>8.2} ms   p99 {:>8.2} ms", s.p50_ms, s.p99_ms),
+        None => writeln!(f, "  {name:<12} (no samples)"),
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "run {} summary: {} parts in {:.1} s ({:.1} parts/s)",
+            self.run_id,
+            self.parts,
+            self.elapsed.as_secs_f64(),
+            self.parts_per_s()
+        )?;
+        let pct = |n: u64, of: u64| if of == 0 { 0.0 } else { 100.0 * n as f64 / of as f64 };
+        writeln!(
+            f,
+            "  verdicts     pass {}  reject {}  (yield {:.1}%)",
+            self.passed,
+            self.rejected,
+            pct(self.passed, self.parts)
+        )?;
+        let d = &self.detection;
+        if d.defective + d.good > 0 {
+            writeln!(
+                f,
+                "  detection    defective parts rejected {}/{} ({:.1}%)   good parts rejected {}/{} ({:.1}%)",
+                d.defective_rejected,
+                d.defective,
+                pct(d.defective_rejected, d.defective),
+                d.good_rejected,
+                d.good,
+                pct(d.good_rejected, d.good)
+            )?;
+        }
+        writeln!(
+            f,
+            "  fail-safe    frame faults {}  model errors {}  deadline misses {}  overloaded {}  late results {}",
+            self.frame_faults, self.model_errors, self.deadline_misses, self.overloaded, self.late_results
+        )?;
+        write!(
+            f,
+            "  plc          delivered {}  undelivered {}  outages {}",
+            self.plc_delivered, self.plc_undelivered, self.plc_outages
+        )?;
+        match self.simulated_plc_pulses {
+            Some(p) => writeln!(f, "  reject pulses seen by the simulated PLC {p}")?,
+            None => writeln!(f)?,
+        }
+        writeln!(f, "  latency")?;
+        spread(f, "end-to-end", self.end_to_end)?;
+        spread(f, "capture", self.capture)?;
+        spread(f, "preprocess", self.preprocess)?;
+        spread(f, "inference", self.inference)?;
+        write!(f, "  records      {}", self.database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut l = Latencies::default();
+        for ms in 1..=100 {
+            l.push(Duration::from_millis(ms));
+        }
+        assert_eq!(l.percentile(50.0), Some(50.0));
+        assert_eq!(l.percentile(99.0), Some(99.0));
+        assert_eq!(l.percentile(100.0), Some(100.0));
+        assert_eq!(l.recent_percentile(10, 50.0), Some(95.0));
+        assert_eq!(Latencies::default().percentile(50.0), None);
+    }
+
+    #[test]
+    fn detection_rates() {
+        let mut d = Detection::default();
+        d.add("good", false);
+        d.add("good", true);
+        d.add("scratch", true);
+        assert_eq!(d.detection_rate(), Some(1.0));
+        assert_eq!(d.false_reject_rate(), Some(0.5));
+    }
+}

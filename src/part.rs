@@ -1,0 +1,95 @@
+//! The part as it travels down the pipeline: the job handed from stage to stage, the per-stage timestamps, and
+//! what the CPU stages report back to the orchestrator. Only a part's sequence number and its owned frame move
+//! between threads; nothing is shared.
+
+use std::time::Instant;
+
+use opencv::core::Mat;
+
+use crate::model::Inference;
+
+/// Position of a part in this run's trigger order (1, 2, 3, ...).
+pub type Seq = u64;
+
+/// The stages a part passes on the CPU side, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Capture,
+    Preprocess,
+    Inference,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Capture => "capture",
+            Stage::Preprocess => "preprocess",
+            Stage::Inference => "inference",
+        }
+    }
+}
+
+/// A captured image with where it came from and, for replayed or synthetic parts, the known truth
+/// (`"good"` or a defect class), used for the run's detection figures.
+pub struct Frame {
+    pub image: Mat,
+    pub origin: String,
+    pub truth: Option<String>,
+}
+
+/// When the part reached each stage (monotonic).
+#[derive(Debug, Clone, Copy)]
+pub struct StageTimes {
+    pub triggered: Instant,
+    pub captured: Option<Instant>,
+    pub preprocessed: Option<Instant>,
+    pub inferred: Option<Instant>,
+}
+
+impl StageTimes {
+    pub fn new(triggered: Instant) -> Self {
+        Self {
+            triggered,
+            captured: None,
+            preprocessed: None,
+            inferred: None,
+        }
+    }
+}
+
+/// A part in flight between the CPU stages.
+pub struct Job {
+    pub seq: Seq,
+    pub times: StageTimes,
+    pub frame: Option<Frame>,
+    pub tensor: Vec<f32>,
+}
+
+/// What the CPU stages report to the orchestrator for one part.
+pub enum StageReport {
+    /// The model scored the part.
+    Scored {
+        seq: Seq,
+        times: StageTimes,
+        frame: Frame,
+        inference: Inference,
+    },
+    /// A stage failed for this part; the part is rejected fail-safe.
+    Fault {
+        seq: Seq,
+        times: StageTimes,
+        stage: Stage,
+        detail: String,
+        frame: Option<Frame>,
+        /// The frame source has no more frames (end of a non-looping video).
+        source_exhausted: bool,
+    },
+}
+
+impl StageReport {
+    pub fn seq(&self) -> Seq {
+        match self {
+            StageReport::Scored { seq, .. } | StageReport::Fault { seq, .. } => *seq,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Records: one SQLite row per part (WAL mode), and the images of rejected parts (plus a sample of passed ones)
+//! in the data folder, their path in the row.
+//!
+//! The writer is a tokio task fed by a bounded channel; it batches what has arrived and writes each batch in one
+//! transaction on tokio's blocking pool. A part's row is inserted when it gets its verdict, whatever the PLC's
+//! state; the PLC stage later fills in `actuated_us` and `plc_status`. A result the PLC never received turns the
+//! recorded verdict into REJECT with a `plc_undelivered` reason: the part must be treated as suspect.
+//! The schema is versioned (`PRAGMA user_version`) so later capabilities (reviews, acoustic scores, barcodes,
+//! lots) add columns by migration.
+
+use std::path::{Path, PathBuf};
+
+use opencv::core::{Mat, Vector};
+use opencv::imgcodecs;
+use rusqlite::{Connection, params};
+use tokio::sync::mpsc::Receiver;
+
+use crate::decision::Verdict;
+use crate::model::ModelInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything recorded about one part at its verdict.
+pub struct PartRecord {
+    pub part_id: String,
+    pub seq: u64,
+    pub origin: String,
+    pub truth: Option<String>,
+    pub triggered_us: i64,
+    pub captured_us: Option<i64>,
+    pub preprocessed_us: Option<i64>,
+    pub inferred_us: Option<i64>,
+    pub decided_us: i64,
+    pub score: Option<f32>,
+    pub verdict: Verdict,
+    pub reasons_json: String,
+    pub result_code: u16,
+    pub model: ModelInfo,
+    /// Whether a PLC will be told (`pending`) or not (`off`).
+    pub plc_status: &'static str,
+    /// The frame to keep, for rejected and sampled passed parts.
+    pub image: Option<Mat>,
+}
+
+/// What the PLC stage reports back for a part.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlcOutcome {
+    Delivered { actuated_us: i64 },
+    Undelivered { detail: String },
+}
+
+pub enum StoreMsg {
+    Insert(Box<PartRecord>),
+    Actuated { part_id: String, outcome: PlcOutcome },
+}
+
+/// The open database and image folder of one run.
+pub struct Store {
+    conn: Connection,
+    db_path: PathBuf,
+    data_dir: PathBuf,
+    images_dir: PathBuf,
+    pub run_id: i64,
+    pub written: u64,
+    pub write_errors: u64,
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    station TEXT NOT NULL,
+    config TEXT NOT NULL,
+    started_us INTEGER NOT NULL,
+    finished_us INTEGER
+);
+CREATE TABLE parts (
+    id INTEGER PRIMARY KEY,
+    part_id TEXT NOT NULL UNIQUE,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    truth TEXT,
+    triggered_us INTEGER NOT NULL,
+    captured_us INTEGER,
+    preprocessed_us INTEGER,
+    inferred_us INTEGER,
+    decided_us INTEGER NOT NULL,
+    actuated_us INTEGER,
+    score REAL,
+    threshold REAL NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('PASS', 'REJECT')),
+    reasons TEXT NOT NULL,
+    result_code INTEGER NOT NULL,
+    plc_status TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    image_path TEXT
+);
+CREATE INDEX parts_by_time ON parts(decided_us);
+CREATE INDEX parts_by_verdict ON parts(verdict, decided_us);
+";
+
+impl Store {
+    /// Opens (creating and migrating when needed) the database and starts a run.
+    pub fn open(db_path: &Path, images_dir: &Path, station: &str, config_file: &str) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite {
+            path: db_path.display().to_string(),
+            source,
+        };
+        for dir in [db_path.parent().unwrap_or(Path::new(".")), images_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(db_path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
+        if version < 1 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(sql)?;
+        }
+        let now = crate::clock::Clock::new().now_us();
+        conn.execute(
+            "INSERT INTO runs (station, config, started_us) VALUES (?1, ?2, ?3)",
+            params![station, config_file, now],
+        )
+        .map_err(sql)?;
+        let run_id = conn.last_insert_rowid();
+        let data_dir = db_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok(Store {
+            conn,
+            db_path: db_path.to_path_buf(),
+            data_dir,
+            images_dir: images_dir.join(format!("run-{run_id}")),
+            run_id,
+            written: 0,
+            write_errors: 0,
+        })
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Writes a batch in one transaction. Images are written first so a row never points at a missing file.
+    fn write_batch(&mut self, batch: Vec<StoreMsg>) {
+        let mut rows = Vec::with_capacity(batch.len());
+        for msg in batch {
+            match msg {
+                StoreMsg::Insert(mut record) => {
+                    let image_path = record.image.take().and_then(|img| self.save_image(&record.part_id, &img));
+                    rows.push((StoreMsg::Insert(record), image_path));
+                }
+                other => rows.push((other, None)),
+            }
+        }
+        if let Err(err) = self.insert_rows(&rows) {
+            self.write_errors += rows.len() as u64;
+            tracing::error!("database {}: cannot write {} records: {err}", self.db_path.display(), rows.len());
+        }
+    }
+
+    fn save_image(&mut self, part_id: &str, image: &Mat) -> Option<String> {
+        if let Err(e) = std::fs::create_dir_all(&self.images_dir) {
+            tracing::error!("cannot create {}: {e}", self.images_dir.display());
+            return None;
+        }
+        let path = self.images_dir.join(format!("{part_id}.png"));
+        match imgcodecs::imwrite(&path, image, &Vector::new()) {
+            Ok(true) => Some(
+                path.strip_prefix(&self.data_dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            other => {
+                tracing::error!("cannot write image {}: {other:?}", path.display());
+                None
+            }
+        }
+    }
+
+    fn insert_rows(&mut self, rows: &[(StoreMsg, Option<String>)]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us, preprocessed_us,
+                    inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
+                    model_name, model_version, model_sha256, image_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            )?;
+            let mut delivered =
+                tx.prepare_cached("UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1")?;
+            let mut undelivered = tx.prepare_cached(
+                "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
+                    reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
+                 WHERE part_id = ?1",
+            )?;
+            for (msg, image_path) in rows {
+                match msg {
+                    StoreMsg::Insert(r) => {
+                        insert.execute(params![
+                            r.part_id,
+                            self.run_id,
+                            r.seq as i64,
+                            r.origin,
+                            r.truth,
+                            r.triggered_us,
+                            r.captured_us,
+                            r.preprocessed_us,
+                            r.inferred_us,
+                            r.decided_us,
+                            r.score.map(f64::from),
+                            f64::from(r.model.threshold),
+                            r.verdict.as_str(),
+                            r.reasons_json,
+                            r.result_code,
+                            r.plc_status,
+                            r.model.name,
+                            r.model.version,
+                            r.model.sha256,
+                            image_path,
+                        ])?;
+                    }
+                    StoreMsg::Actuated { part_id, outcome } => match outcome {
+                        PlcOutcome::Delivered { actuated_us } => {
+                            delivered.execute(params![part_id, actuated_us])?;
+                        }
+                        PlcOutcome::Undelivered { detail } => {
+                            undelivered.execute(params![part_id, detail])?;
+                        }
+                    },
+                }
+            }
+        }
+        tx.commit()?;
+        self.written += rows.len() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        let now = crate::clock::Clock::new().now_us();
+        if let Err(e) = self
+            .conn
+            .execute("UPDATE runs SET finished_us = ?1 WHERE id = ?2", params![now, self.run_id])
+        {
+            tracing::error!("database {}: cannot close run {}: {e}", self.db_path.display(), self.run_id);
+        }
+    }
+}
+
+/// The writer task: batches messages until the channel closes, then closes the run. Returns the store.
+pub async fn run_writer(mut store: Store, mut rx: Receiver<StoreMsg>) -> Store {
+    const BATCH: usize = 256;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        store = match tokio::task::spawn_blocking(move || {
+            store.write_batch(batch);
+            store
+        })
+        .await
+        {
+            Ok(store) => store,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
+    }
+    tokio::task::spawn_blocking(move || {
+        store.finish();
+        store
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}

@@ -1,0 +1,197 @@
+//! Triggers: the event that says "a part is here, inspect it".
+//!
+//! - `interval`: free-running, one part every `interval_ms` (the demo's conveyor);
+//! - `plc`: a PLC input bit (coil or discrete input) polled every `poll_ms`; only a rising edge fires, so a
+//!   trigger held high never re-fires, not even across a link outage;
+//! - `http`: `POST /trigger` on `listen` (a software trigger for tests, manual inspection or a line controller).
+//!
+//! The trigger task sends [`TriggerEvent`]s to the orchestrator and ends after `limit` parts, when told to stop,
+//! or (for replay) when the source is exhausted. Its end closes the channel, which starts the pipeline's drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use tokio::sync::{mpsc, watch};
+use tokio_modbus::client::Reader;
+
+use crate::config::{PlcConfig, PlcInputKind, PlcLink, TriggerConfig};
+use crate::metrics::Counters;
+use crate::plc::{Link, call};
+
+/// A part arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct TriggerEvent {
+    pub at: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("HTTP trigger cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("PLC trigger needs plc.kind = \"tcp\"")]
+    NoPlc,
+}
+
+/// A bound, not yet running trigger (binding early lets `station run` fail before the line starts, and lets
+/// tests learn the HTTP port).
+pub enum Trigger {
+    Interval(Duration),
+    Plc {
+        kind: PlcInputKind,
+        address: u16,
+        poll: Duration,
+        link: Box<Link>,
+    },
+    Http(tokio::net::TcpListener),
+}
+
+impl Trigger {
+    pub async fn bind(config: &TriggerConfig, plc: &PlcConfig, counters: Arc<Counters>) -> Result<Trigger, TriggerError> {
+        Ok(match config {
+            TriggerConfig::Interval { interval_ms } => Trigger::Interval(Duration::from_millis(*interval_ms)),
+            TriggerConfig::Plc {
+                input_kind,
+                input_address,
+                poll_ms,
+            } => {
+                let PlcLink::Tcp(addr) = plc.link else {
+                    return Err(TriggerError::NoPlc);
+                };
+                Trigger::Plc {
+                    kind: *input_kind,
+                    address: *input_address,
+                    poll: Duration::from_millis(*poll_ms),
+                    link: Box::new(Link::new(plc, addr, counters)),
+                }
+            }
+            TriggerConfig::Http { listen } => Trigger::Http(
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|source| TriggerError::Listen { addr: *listen, source })?,
+            ),
+        })
+    }
+
+    /// The HTTP trigger's bound address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Trigger::Http(l) => l.local_addr().ok(),
+            _ => None,
+        }
+    }
+
+    /// Fires until `limit` events were sent, `stop` turns true, or the receiver is gone.
+    pub async fn run(self, tx: mpsc::Sender<TriggerEvent>, limit: Option<u64>, mut stop: watch::Receiver<bool>) {
+        let mut sent = 0u64;
+        let reached = |sent: u64| limit.is_some_and(|l| sent >= l);
+        if reached(0) || *stop.borrow() {
+            return;
+        }
+        match self {
+            Trigger::Interval(period) => {
+                let mut ticks = tokio::time::interval(period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    if tx.send(TriggerEvent { at: Instant::now() }).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                    if reached(sent) {
+                        return;
+                    }
+                }
+            }
+            Trigger::Plc {
+                kind,
+                address,
+                poll,
+                mut link,
+            } => {
+                let mut last = false;
+                let mut ticks = tokio::time::interval(poll);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    let limit_ms = link.limit();
+                    let Some((ctx, _)) = link.get().await else { continue };
+                    let read = match kind {
+                        PlcInputKind::Coil => call(limit_ms, "read trigger coil", ctx.read_coils(address, 1)).await,
+                        PlcInputKind::DiscreteInput => {
+                            call(limit_ms, "read trigger input", ctx.read_discrete_inputs(address, 1)).await
+                        }
+                    };
+                    let bit = match read {
+                        Ok(bits) => bits.first().copied().unwrap_or(false),
+                        Err(e) => {
+                            link.mark_down(&e);
+                            continue;
+                        }
+                    };
+                    let rising = bit && !last;
+                    last = bit;
+                    if rising {
+                        if tx.send(TriggerEvent { at: Instant::now() }).await.is_err() {
+                            return;
+                        }
+                        sent += 1;
+                        if reached(sent) {
+                            return;
+                        }
+                    }
+                }
+            }
+            Trigger::Http(listener) => {
+                let (inner_tx, mut inner_rx) = mpsc::channel::<TriggerEvent>(64);
+                let app = Router::new().route("/trigger", post(http_trigger)).with_state(inner_tx);
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let server = tokio::spawn(async move {
+                    let shutdown = async {
+                        let _ = done_rx.await;
+                    };
+                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                        tracing::error!("HTTP trigger stopped: {e}");
+                    }
+                });
+                loop {
+                    let event = tokio::select! {
+                        e = inner_rx.recv() => e,
+                        _ = stop.changed() => None,
+                    };
+                    let Some(event) = event else { break };
+                    if tx.send(event).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    if reached(sent) {
+                        break;
+                    }
+                }
+                drop(inner_rx);
+                let _ = done_tx.send(());
+                let _ = server.await;
+            }
+        }
+    }
+}
+
+async fn http_trigger(State(tx): State<mpsc::Sender<TriggerEvent>>) -> (StatusCode, &'static str) {
+    match tx.send(TriggerEvent { at: Instant::now() }).await {
+        Ok(()) => (StatusCode::ACCEPTED, "{\"accepted\":true}\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "{\"accepted\":false,\"error\":\"the line is stopping\"}\n"),
+    }
+}
