@@ -24,7 +24,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{file}: {} problem{}: {}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, join(.problems))]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 /// One problem in a config file: the field path and what was expected.
@@ -41,7 +44,11 @@ impl fmt::Display for Problem {
 }
 
 fn join(problems: &[Problem]) -> String {
-    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -238,13 +245,20 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         Config::parse(&text, &path.display().to_string(), base)
     }
 
     /// The built-in default config, with paths relative to the current folder.
     pub fn embedded_default() -> Result<Config, ConfigError> {
-        Config::parse(EMBEDDED_DEFAULT, "<embedded default station.toml>", Path::new("."))
+        Config::parse(
+            EMBEDDED_DEFAULT,
+            "<embedded default station.toml>",
+            Path::new("."),
+        )
     }
 
     /// Parses and validates config text; `file` names it in errors and `base` resolves relative paths.
@@ -264,9 +278,21 @@ impl Config {
             problems: Vec::new(),
             base: base.to_path_buf(),
         };
-        const SECTIONS: &[&str] = &["station", "trigger", "source", "preprocess", "model", "decision", "plc", "record"];
+        const SECTIONS: &[&str] = &[
+            "station",
+            "trigger",
+            "source",
+            "preprocess",
+            "model",
+            "decision",
+            "plc",
+            "record",
+        ];
         for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
-            v.problem(key, format!("unknown section; expected one of {}", SECTIONS.join(", ")));
+            v.problem(
+                key,
+                format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            );
         }
         let station: RawStation = v.section(&table, "station");
         let trigger: RawTrigger = v.section(&table, "trigger");
@@ -344,7 +370,11 @@ impl Validator {
     }
 
     fn path(&self, p: PathBuf) -> PathBuf {
-        if p.is_absolute() { p } else { self.base.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn positive(&mut self, field: &str, value: Option<u64>, default: u64) -> u64 {
@@ -373,7 +403,10 @@ impl Validator {
     fn station(&mut self, raw: RawStation) -> StationConfig {
         let queue_depth = raw.queue_depth.unwrap_or(8);
         if queue_depth == 0 {
-            self.problem("station.queue_depth", "expected a positive number of parts, got 0");
+            self.problem(
+                "station.queue_depth",
+                "expected a positive number of parts, got 0",
+            );
         }
         StationConfig {
             name: raw.name.unwrap_or_else(|| "station".into()),
@@ -405,10 +438,16 @@ impl Validator {
                 self.unused(
                     "trigger",
                     kind,
-                    &[("interval_ms", raw.interval_ms.is_some()), ("listen", raw.listen.is_some())],
+                    &[
+                        ("interval_ms", raw.interval_ms.is_some()),
+                        ("listen", raw.listen.is_some()),
+                    ],
                 );
                 if !matches!(plc.link, PlcLink::Tcp(_)) {
-                    self.problem("trigger.kind", "\"plc\" needs a real PLC: set plc.kind = \"tcp\" and plc.address");
+                    self.problem(
+                        "trigger.kind",
+                        "\"plc\" needs a real PLC: set plc.kind = \"tcp\" and plc.address",
+                    );
                 }
                 let input_kind = match raw.input_kind.as_deref().unwrap_or("discrete_input") {
                     "discrete_input" => PlcInputKind::DiscreteInput,
@@ -465,7 +504,10 @@ impl Validator {
                 self.unused(
                     "source",
                     kind,
-                    &[("path", raw.path.is_some()), ("loop", raw.looping.is_some())],
+                    &[
+                        ("path", raw.path.is_some()),
+                        ("loop", raw.looping.is_some()),
+                    ],
                 );
                 let defect_fraction = raw.defect_fraction.unwrap_or(0.2);
                 if !(0.0..=1.0).contains(&defect_fraction) {
@@ -483,7 +525,10 @@ impl Validator {
                 self.unused(
                     "source",
                     kind,
-                    &[("seed", raw.seed.is_some()), ("defect_fraction", raw.defect_fraction.is_some())],
+                    &[
+                        ("seed", raw.seed.is_some()),
+                        ("defect_fraction", raw.defect_fraction.is_some()),
+                    ],
                 );
                 let path = match raw.path {
                     Some(p) => self.path(p),
@@ -538,12 +583,18 @@ impl Validator {
         let dir = match raw.dir {
             Some(d) => self.path(d),
             None => {
-                self.problem("model.dir", "required: the model folder holding model.onnx and manifest.toml");
+                self.problem(
+                    "model.dir",
+                    "required: the model folder holding model.onnx and manifest.toml",
+                );
                 PathBuf::new()
             }
         };
         if let Some(t) = raw.threshold.filter(|t| !t.is_finite()) {
-            self.problem("model.threshold", format!("expected a finite number, got {t}"));
+            self.problem(
+                "model.threshold",
+                format!("expected a finite number, got {t}"),
+            );
         }
         let threads = raw.threads.unwrap_or(1);
         if threads == 0 {
@@ -567,7 +618,11 @@ impl Validator {
         let link = match kind {
             "simulated" | "off" => {
                 self.unused("plc", kind, &[("address", raw.address.is_some())]);
-                if kind == "off" { PlcLink::Off } else { PlcLink::Simulated }
+                if kind == "off" {
+                    PlcLink::Off
+                } else {
+                    PlcLink::Simulated
+                }
             }
             "tcp" => match raw.address.as_deref() {
                 Some(text) => match text.parse() {
@@ -575,7 +630,9 @@ impl Validator {
                     Err(_) => {
                         self.problem(
                             "plc.address",
-                            format!("expected an address like \"192.168.0.10:502\", got \"{text}\""),
+                            format!(
+                                "expected an address like \"192.168.0.10:502\", got \"{text}\""
+                            ),
                         );
                         PlcLink::Off
                     }
@@ -668,7 +725,10 @@ mod tests {
             "model.dir",
             "plc.address",
         ] {
-            assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
+            assert!(
+                fields.contains(&expected),
+                "missing {expected} in {fields:?}"
+            );
         }
         let line = err.to_string();
         assert!(line.starts_with("bad.toml: "), "{line}");

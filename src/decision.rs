@@ -117,7 +117,9 @@ impl Decision {
     pub fn result_code(&self) -> ResultCode {
         match self.verdict {
             Verdict::Pass => ResultCode::Pass,
-            Verdict::Reject if self.reasons.iter().any(Reason::is_fail_safe) => ResultCode::RejectFailSafe,
+            Verdict::Reject if self.reasons.iter().any(Reason::is_fail_safe) => {
+                ResultCode::RejectFailSafe
+            }
             Verdict::Reject => ResultCode::RejectVision,
         }
     }
@@ -150,6 +152,9 @@ mod tests {
             deadline_ms: 50,
             stage: "inference".into(),
         });
-        assert_eq!(d.reasons_json(), r#"[{"code":"deadline_missed","deadline_ms":50,"stage":"inference"}]"#);
+        assert_eq!(
+            d.reasons_json(),
+            r#"[{"code":"deadline_missed","deadline_ms":50,"stage":"inference"}]"#
+        );
     }
 }

@@ -147,7 +147,11 @@ impl RunSummary {
 
 fn spread(f: &mut fmt::Formatter<'_>, name: &str, s: Option<Spread>) -> fmt::Result {
     match s {
-        Some(s) => writeln!(f, "  {name:<12} p50 {:>8.2} ms   p99 {:>8.2} ms", s.p50_ms, s.p99_ms),
+        Some(s) => writeln!(
+            f,
+            "  {name:<12} p50 {:>8.2} ms   p99 {:>8.2} ms",
+            s.p50_ms, s.p99_ms
+        ),
         None => writeln!(f, "  {name:<12} (no samples)"),
     }
 }
@@ -162,7 +166,13 @@ impl fmt::Display for RunSummary {
             self.elapsed.as_secs_f64(),
             self.parts_per_s()
         )?;
-        let pct = |n: u64, of: u64| if of == 0 { 0.0 } else { 100.0 * n as f64 / of as f64 };
+        let pct = |n: u64, of: u64| {
+            if of == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / of as f64
+            }
+        };
         writeln!(
             f,
             "  verdicts     pass {}  reject {}  (yield {:.1}%)",
@@ -186,7 +196,11 @@ impl fmt::Display for RunSummary {
         writeln!(
             f,
             "  fail-safe    frame faults {}  model errors {}  deadline misses {}  overloaded {}  late results {}",
-            self.frame_faults, self.model_errors, self.deadline_misses, self.overloaded, self.late_results
+            self.frame_faults,
+            self.model_errors,
+            self.deadline_misses,
+            self.overloaded,
+            self.late_results
         )?;
         write!(
             f,

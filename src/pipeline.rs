@@ -116,7 +116,11 @@ pub async fn run(
     let store_task = tokio::spawn(store::run_writer(store, store_rx));
 
     let sim = match config.plc.link {
-        PlcLink::Simulated => Some(SimPlc::start(config.plc.reject_coil).await.map_err(PipelineError::SimulatedPlc)?),
+        PlcLink::Simulated => Some(
+            SimPlc::start(config.plc.reject_coil)
+                .await
+                .map_err(PipelineError::SimulatedPlc)?,
+        ),
         _ => None,
     };
     let plc_addr = match config.plc.link {
@@ -238,7 +242,10 @@ pub async fn run(
         preprocess: Spread::of(&latency.preprocess),
         inference: Spread::of(&latency.inference),
         database: match store {
-            Some(s) if s.write_errors > 0 => format!("{database} ({} records NOT written: see log)", s.write_errors),
+            Some(s) if s.write_errors > 0 => format!(
+                "{database} ({} records NOT written: see log)",
+                s.write_errors
+            ),
             _ => database,
         },
     })
@@ -258,7 +265,9 @@ fn join_workers(threads: Vec<JoinHandle<()>>) {
                 tracing::error!("the {name} thread panicked");
             }
         } else {
-            tracing::warn!("the {name} thread is still blocked (stalled device?); leaving it behind");
+            tracing::warn!(
+                "the {name} thread is still blocked (stalled device?); leaving it behind"
+            );
         }
     }
 }
@@ -319,7 +328,10 @@ impl Orchestrator {
             if !triggers_open && self.pending.is_empty() {
                 break;
             }
-            let next_deadline = self.pending.front().map(|p| tokio::time::Instant::from_std(p.deadline));
+            let next_deadline = self
+                .pending
+                .front()
+                .map(|p| tokio::time::Instant::from_std(p.deadline));
             tokio::select! {
                 biased;
                 Some(report) = reports.recv() => self.on_report(report).await,
@@ -351,7 +363,9 @@ impl Orchestrator {
             frame: None,
             tensor: Vec::new(),
         };
-        let Some(capture_tx) = &self.capture_tx else { return };
+        let Some(capture_tx) = &self.capture_tx else {
+            return;
+        };
         match capture_tx.try_send(job) {
             Ok(()) => self.pending.push_back(Pending {
                 seq,
@@ -361,15 +375,22 @@ impl Orchestrator {
             Err(TrySendError::Full(job)) => {
                 bump(&self.counters.overloaded);
                 tracing::warn!("part {seq}: pipeline full, rejected without inspection");
-                self.finish(seq, job.times, Decision::fail_safe(Reason::PipelineOverloaded), None, None)
-                    .await;
+                self.finish(
+                    seq,
+                    job.times,
+                    Decision::fail_safe(Reason::PipelineOverloaded),
+                    None,
+                    None,
+                )
+                .await;
             }
             Err(TrySendError::Disconnected(job)) => {
                 bump(&self.counters.frame_faults);
                 let reason = Reason::FrameFault {
                     detail: "the capture worker has stopped".into(),
                 };
-                self.finish(seq, job.times, Decision::fail_safe(reason), None, None).await;
+                self.finish(seq, job.times, Decision::fail_safe(reason), None, None)
+                    .await;
             }
         }
     }
@@ -401,7 +422,8 @@ impl Orchestrator {
                 ..
             } => {
                 let decision = Decision::judge(inference.score, self.info.threshold);
-                self.finish(seq, times, decision, Some(frame), Some(inference.score)).await;
+                self.finish(seq, times, decision, Some(frame), Some(inference.score))
+                    .await;
             }
             StageReport::Fault {
                 source_exhausted: true,
@@ -434,7 +456,9 @@ impl Orchestrator {
     async fn on_deadlines(&mut self) {
         let now = Instant::now();
         while self.pending.front().is_some_and(|p| p.deadline <= now) {
-            let Some(p) = self.pending.pop_front() else { break };
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
             let done = |i: usize| self.progress[i].load(Ordering::Acquire);
             let stage = if done(0) < p.seq {
                 Stage::Capture
@@ -447,7 +471,9 @@ impl Orchestrator {
             let reason = if stage == Stage::Capture && done(0) + 1 == p.seq {
                 bump(&self.counters.frame_faults);
                 Reason::FrameFault {
-                    detail: format!("capture stalled: no frame within the {deadline_ms} ms deadline"),
+                    detail: format!(
+                        "capture stalled: no frame within the {deadline_ms} ms deadline"
+                    ),
                 }
             } else {
                 bump(&self.counters.deadline_misses);
@@ -456,9 +482,19 @@ impl Orchestrator {
                     stage: stage.name().into(),
                 }
             };
-            tracing::warn!("part {}: no verdict within {deadline_ms} ms (at {})", p.seq, stage.name());
-            self.finish(p.seq, StageTimes::new(p.triggered), Decision::fail_safe(reason), None, None)
-                .await;
+            tracing::warn!(
+                "part {}: no verdict within {deadline_ms} ms (at {})",
+                p.seq,
+                stage.name()
+            );
+            self.finish(
+                p.seq,
+                StageTimes::new(p.triggered),
+                Decision::fail_safe(reason),
+                None,
+                None,
+            )
+            .await;
         }
     }
 
@@ -494,7 +530,8 @@ impl Orchestrator {
                 if let Some(truth) = &frame.truth {
                     self.detection.add(truth, rejected);
                 }
-                let sample = self.save_passed_every > 0 && read(&c.passed) % self.save_passed_every == 0;
+                let sample =
+                    self.save_passed_every > 0 && read(&c.passed) % self.save_passed_every == 0;
                 let keep = rejected || sample;
                 (frame.origin, frame.truth, keep.then_some(frame.image))
             }
@@ -517,10 +554,19 @@ impl Orchestrator {
             reasons_json: decision.reasons_json(),
             result_code: decision.result_code() as u16,
             model: self.info.clone(),
-            plc_status: if self.plc_tx.is_some() { "pending" } else { "off" },
+            plc_status: if self.plc_tx.is_some() {
+                "pending"
+            } else {
+                "off"
+            },
             image,
         };
-        if self.store_tx.send(StoreMsg::Insert(Box::new(record))).await.is_err() {
+        if self
+            .store_tx
+            .send(StoreMsg::Insert(Box::new(record)))
+            .await
+            .is_err()
+        {
             tracing::error!("part {part_id}: the record writer has stopped; record lost");
         }
         if let Some(plc_tx) = &self.plc_tx {
@@ -538,7 +584,9 @@ impl Orchestrator {
                 };
                 let msg = StoreMsg::Actuated {
                     part_id,
-                    outcome: PlcOutcome::Undelivered { detail: detail.into() },
+                    outcome: PlcOutcome::Undelivered {
+                        detail: detail.into(),
+                    },
                 };
                 let _ = self.store_tx.send(msg).await;
             }
@@ -549,7 +597,12 @@ impl Orchestrator {
         let c = &self.counters;
         let parts = read(&c.parts);
         let rate = parts as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        let p = |q| self.latency.end_to_end.recent_percentile(1000, q).unwrap_or(0.0);
+        let p = |q| {
+            self.latency
+                .end_to_end
+                .recent_percentile(1000, q)
+                .unwrap_or(0.0)
+        };
         let line = format!(
             "parts {parts}  {rate:.1}/s  pass {}  reject {}  latency p50 {:.1} ms p99 {:.1} ms  faults {}  overloaded {}  plc undelivered {}",
             read(&c.passed),

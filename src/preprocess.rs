@@ -123,7 +123,9 @@ impl Preprocessor {
         } else {
             colored.convert_to(&mut float, core::CV_32F, f64::from(self.scale), 0.0)?;
         }
-        let pixels = float.data_typed::<f32>()?;
+        // One f32 per channel value, channels interleaved (HWC).
+        let flat = float.reshape(1, 0)?;
+        let pixels = flat.data_typed::<f32>()?;
         let channels = self.color.channels();
         let plane = pixels.len() / channels;
         out.clear();
@@ -160,7 +162,9 @@ pub fn run_worker(
         job.times.preprocessed = Some(Instant::now());
         done.store(job.seq, Ordering::Release);
         let sent = match result {
-            Ok(()) => next.send(job).map_err(|e| (e.0, "inference worker stopped".to_string())),
+            Ok(()) => next
+                .send(job)
+                .map_err(|e| (e.0, "inference worker stopped".to_string())),
             Err(err) => Err((job, format!("frame fault in preprocess: {err}"))),
         };
         if let Err((job, detail)) = sent {
@@ -204,10 +208,16 @@ mod tests {
     #[test]
     fn crops_converts_and_lays_out_nchw_rgb() {
         // 4x4 BGR frame; pixel (x=2,y=1) is pure blue in BGR = (255,0,0).
-        let mut frame = Mat::new_rows_cols_with_default(4, 4, core::CV_8UC3, Scalar::all(0.0)).unwrap();
+        let mut frame =
+            Mat::new_rows_cols_with_default(4, 4, core::CV_8UC3, Scalar::all(0.0)).unwrap();
         *frame.at_2d_mut::<Vec3b>(1, 2).unwrap() = Vec3b::from([255, 0, 0]);
         let config = PreprocessConfig {
-            roi: Some(Roi { x: 2, y: 1, width: 2, height: 2 }),
+            roi: Some(Roi {
+                x: 2,
+                y: 1,
+                width: 2,
+                height: 2,
+            }),
         };
         let pre = Preprocessor::new(&config, &spec(ColorOrder::Rgb, Layout::Nchw, 2, 2));
         let mut out = Vec::new();
@@ -221,8 +231,13 @@ mod tests {
 
     #[test]
     fn nhwc_interleaves_and_resize_applies() {
-        let frame = Mat::new_rows_cols_with_default(8, 8, core::CV_8UC3, Scalar::new(255.0, 0.0, 0.0, 0.0)).unwrap();
-        let pre = Preprocessor::new(&PreprocessConfig { roi: None }, &spec(ColorOrder::Bgr, Layout::Nhwc, 4, 4));
+        let frame =
+            Mat::new_rows_cols_with_default(8, 8, core::CV_8UC3, Scalar::new(255.0, 0.0, 0.0, 0.0))
+                .unwrap();
+        let pre = Preprocessor::new(
+            &PreprocessConfig { roi: None },
+            &spec(ColorOrder::Bgr, Layout::Nhwc, 4, 4),
+        );
         let mut out = Vec::new();
         pre.run(&frame, &mut out).unwrap();
         assert_eq!(out.len(), 48);
@@ -233,12 +248,20 @@ mod tests {
     fn bad_frames_are_clear_errors() {
         let pre = Preprocessor::new(
             &PreprocessConfig {
-                roi: Some(Roi { x: 0, y: 0, width: 10, height: 10 }),
+                roi: Some(Roi {
+                    x: 0,
+                    y: 0,
+                    width: 10,
+                    height: 10,
+                }),
             },
             &spec(ColorOrder::Gray, Layout::Nchw, 4, 4),
         );
         let mut out = Vec::new();
-        assert!(matches!(pre.run(&Mat::default(), &mut out), Err(PreprocessError::EmptyFrame)));
+        assert!(matches!(
+            pre.run(&Mat::default(), &mut out),
+            Err(PreprocessError::EmptyFrame)
+        ));
         let small = Mat::new_rows_cols_with_default(5, 5, core::CV_8UC1, Scalar::all(0.0)).unwrap();
         let err = pre.run(&small, &mut out).unwrap_err();
         assert!(err.to_string().contains("outside the 5x5 frame"), "{err}");

@@ -63,7 +63,10 @@ pub enum PlcOutcome {
 
 pub enum StoreMsg {
     Insert(Box<PartRecord>),
-    Actuated { part_id: String, outcome: PlcOutcome },
+    Actuated {
+        part_id: String,
+        outcome: PlcOutcome,
+    },
 }
 
 /// The open database and image folder of one run.
@@ -115,7 +118,12 @@ CREATE INDEX parts_by_verdict ON parts(verdict, decided_us);
 
 impl Store {
     /// Opens (creating and migrating when needed) the database and starts a run.
-    pub fn open(db_path: &Path, images_dir: &Path, station: &str, config_file: &str) -> Result<Store, StoreError> {
+    pub fn open(
+        db_path: &Path,
+        images_dir: &Path,
+        station: &str,
+        config_file: &str,
+    ) -> Result<Store, StoreError> {
         let sql = |source| StoreError::Sqlite {
             path: db_path.display().to_string(),
             source,
@@ -127,13 +135,20 @@ impl Store {
             })?;
         }
         let conn = Connection::open(db_path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
         if version < 1 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
-                .map_err(sql)?;
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+            ))
+            .map_err(sql)?;
         }
         let now = crate::clock::Clock::new().now_us();
         conn.execute(
@@ -164,7 +179,10 @@ impl Store {
         for msg in batch {
             match msg {
                 StoreMsg::Insert(mut record) => {
-                    let image_path = record.image.take().and_then(|img| self.save_image(&record.part_id, &img));
+                    let image_path = record
+                        .image
+                        .take()
+                        .and_then(|img| self.save_image(&record.part_id, &img));
                     rows.push((StoreMsg::Insert(record), image_path));
                 }
                 other => rows.push((other, None)),
@@ -172,7 +190,11 @@ impl Store {
         }
         if let Err(err) = self.insert_rows(&rows) {
             self.write_errors += rows.len() as u64;
-            tracing::error!("database {}: cannot write {} records: {err}", self.db_path.display(), rows.len());
+            tracing::error!(
+                "database {}: cannot write {} records: {err}",
+                self.db_path.display(),
+                rows.len()
+            );
         }
     }
 
@@ -205,8 +227,9 @@ impl Store {
                     model_name, model_version, model_sha256, image_path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )?;
-            let mut delivered =
-                tx.prepare_cached("UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1")?;
+            let mut delivered = tx.prepare_cached(
+                "UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1",
+            )?;
             let mut undelivered = tx.prepare_cached(
                 "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
                     reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
@@ -256,11 +279,15 @@ impl Store {
 
     fn finish(&mut self) {
         let now = crate::clock::Clock::new().now_us();
-        if let Err(e) = self
-            .conn
-            .execute("UPDATE runs SET finished_us = ?1 WHERE id = ?2", params![now, self.run_id])
-        {
-            tracing::error!("database {}: cannot close run {}: {e}", self.db_path.display(), self.run_id);
+        if let Err(e) = self.conn.execute(
+            "UPDATE runs SET finished_us = ?1 WHERE id = ?2",
+            params![now, self.run_id],
+        ) {
+            tracing::error!(
+                "database {}: cannot close run {}: {e}",
+                self.db_path.display(),
+                self.run_id
+            );
         }
     }
 }

@@ -54,9 +54,15 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub async fn bind(config: &TriggerConfig, plc: &PlcConfig, counters: Arc<Counters>) -> Result<Trigger, TriggerError> {
+    pub async fn bind(
+        config: &TriggerConfig,
+        plc: &PlcConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Trigger, TriggerError> {
         Ok(match config {
-            TriggerConfig::Interval { interval_ms } => Trigger::Interval(Duration::from_millis(*interval_ms)),
+            TriggerConfig::Interval { interval_ms } => {
+                Trigger::Interval(Duration::from_millis(*interval_ms))
+            }
             TriggerConfig::Plc {
                 input_kind,
                 input_address,
@@ -75,7 +81,10 @@ impl Trigger {
             TriggerConfig::Http { listen } => Trigger::Http(
                 tokio::net::TcpListener::bind(listen)
                     .await
-                    .map_err(|source| TriggerError::Listen { addr: *listen, source })?,
+                    .map_err(|source| TriggerError::Listen {
+                        addr: *listen,
+                        source,
+                    })?,
             ),
         })
     }
@@ -89,7 +98,12 @@ impl Trigger {
     }
 
     /// Fires until `limit` events were sent, `stop` turns true, or the receiver is gone.
-    pub async fn run(self, tx: mpsc::Sender<TriggerEvent>, limit: Option<u64>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<TriggerEvent>,
+        limit: Option<u64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut sent = 0u64;
         let reached = |sent: u64| limit.is_some_and(|l| sent >= l);
         if reached(0) || *stop.borrow() {
@@ -128,11 +142,20 @@ impl Trigger {
                         _ = stop.changed() => return,
                     }
                     let limit_ms = link.limit();
-                    let Some((ctx, _)) = link.get().await else { continue };
+                    let Some((ctx, _)) = link.get().await else {
+                        continue;
+                    };
                     let read = match kind {
-                        PlcInputKind::Coil => call(limit_ms, "read trigger coil", ctx.read_coils(address, 1)).await,
+                        PlcInputKind::Coil => {
+                            call(limit_ms, "read trigger coil", ctx.read_coils(address, 1)).await
+                        }
                         PlcInputKind::DiscreteInput => {
-                            call(limit_ms, "read trigger input", ctx.read_discrete_inputs(address, 1)).await
+                            call(
+                                limit_ms,
+                                "read trigger input",
+                                ctx.read_discrete_inputs(address, 1),
+                            )
+                            .await
                         }
                     };
                     let bit = match read {
@@ -157,13 +180,18 @@ impl Trigger {
             }
             Trigger::Http(listener) => {
                 let (inner_tx, mut inner_rx) = mpsc::channel::<TriggerEvent>(64);
-                let app = Router::new().route("/trigger", post(http_trigger)).with_state(inner_tx);
+                let app = Router::new()
+                    .route("/trigger", post(http_trigger))
+                    .with_state(inner_tx);
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
                 let server = tokio::spawn(async move {
                     let shutdown = async {
                         let _ = done_rx.await;
                     };
-                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
                         tracing::error!("HTTP trigger stopped: {e}");
                     }
                 });
@@ -192,6 +220,9 @@ impl Trigger {
 async fn http_trigger(State(tx): State<mpsc::Sender<TriggerEvent>>) -> (StatusCode, &'static str) {
     match tx.send(TriggerEvent { at: Instant::now() }).await {
         Ok(()) => (StatusCode::ACCEPTED, "{\"accepted\":true}\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "{\"accepted\":false,\"error\":\"the line is stopping\"}\n"),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"accepted\":false,\"error\":\"the line is stopping\"}\n",
+        ),
     }
 }

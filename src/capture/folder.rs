@@ -74,7 +74,10 @@ impl FrameSource for FolderSource {
     fn grab(&mut self) -> Result<Frame, FrameError> {
         if self.next >= self.files.len() {
             if !self.looping {
-                return Err(FrameError::Exhausted(format!("all {} files replayed", self.files.len())));
+                return Err(FrameError::Exhausted(format!(
+                    "all {} files replayed",
+                    self.files.len()
+                )));
             }
             self.next = 0;
         }

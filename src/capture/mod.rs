@@ -63,9 +63,15 @@ pub trait FrameSource: Send {
 /// Opens the source the config names.
 pub fn open(config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> {
     Ok(match config {
-        SourceConfig::Synthetic(params) => Box::new(synthetic::SyntheticConveyor::new(params.clone())),
-        SourceConfig::Folder { path, looping } => Box::new(folder::FolderSource::open(path, *looping)?),
-        SourceConfig::Video { path, looping } => Box::new(video::VideoSource::open(path, *looping)?),
+        SourceConfig::Synthetic(params) => {
+            Box::new(synthetic::SyntheticConveyor::new(params.clone()))
+        }
+        SourceConfig::Folder { path, looping } => {
+            Box::new(folder::FolderSource::open(path, *looping)?)
+        }
+        SourceConfig::Video { path, looping } => {
+            Box::new(video::VideoSource::open(path, *looping)?)
+        }
     })
 }
 
@@ -89,13 +95,20 @@ pub fn run_worker(
                 job.frame = Some(frame);
                 if let Err(failed) = next.send(job) {
                     let job = failed.0;
-                    let _ = reports.blocking_send(fault(job, "preprocess worker stopped".into(), false));
+                    let _ = reports.blocking_send(fault(
+                        job,
+                        "preprocess worker stopped".into(),
+                        false,
+                    ));
                     return;
                 }
             }
             Err(err) => {
                 let exhausted = matches!(err, FrameError::Exhausted(_));
-                if reports.blocking_send(fault(job, err.to_string(), exhausted)).is_err() {
+                if reports
+                    .blocking_send(fault(job, err.to_string(), exhausted))
+                    .is_err()
+                {
                     return;
                 }
             }

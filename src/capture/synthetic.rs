@@ -149,7 +149,8 @@ pub fn generate(params: &SyntheticParams, index: u64) -> opencv::Result<Syntheti
     }
 
     // Defect, drawn as an 8-bit anti-aliased stroke in plate coordinates, then added with a signed contrast.
-    let mut stroke = Mat::new_rows_cols_with_default(PLATE_PX, PLATE_PX, core::CV_8UC1, Scalar::all(0.0))?;
+    let mut stroke =
+        Mat::new_rows_cols_with_default(PLATE_PX, PLATE_PX, core::CV_8UC1, Scalar::all(0.0))?;
     let inspected_in_plate = Rect::new(
         INSPECTED.x - PLATE_AT_PX,
         INSPECTED.y - PLATE_AT_PX,
@@ -160,6 +161,12 @@ pub fn generate(params: &SyntheticParams, index: u64) -> opencv::Result<Syntheti
         Some(kind) => draw_defect(&mut rng, kind, &mut stroke, inspected_in_plate)?,
         None => 0.0,
     };
+    // Anti-aliasing and blur may spill a pixel past the region: keep defects strictly inside it.
+    let mut clipped =
+        Mat::new_rows_cols_with_default(PLATE_PX, PLATE_PX, core::CV_8UC1, Scalar::all(0.0))?;
+    Mat::roi(&stroke, inspected_in_plate)?
+        .copy_to(&mut Mat::roi_mut(&mut clipped, inspected_in_plate)?)?;
+    let stroke = clipped;
     if defect.is_some() {
         let stroke_px = stroke.data_typed::<u8>()?;
         for (p, &s) in plate.iter_mut().zip(stroke_px) {
@@ -178,19 +185,40 @@ pub fn generate(params: &SyntheticParams, index: u64) -> opencv::Result<Syntheti
     }
     let mut plate_bgr = Mat::default();
     core::merge(&channels, &mut plate_bgr)?;
-    let mut image = Mat::new_rows_cols_with_default(FRAME_PX, FRAME_PX, core::CV_8UC3, Scalar::new(38.0, 40.0, 42.0, 0.0))?;
+    let mut image = Mat::new_rows_cols_with_default(
+        FRAME_PX,
+        FRAME_PX,
+        core::CV_8UC3,
+        Scalar::new(38.0, 40.0, 42.0, 0.0),
+    )?;
     let plate_rect = Rect::new(PLATE_AT_PX, PLATE_AT_PX, PLATE_PX, PLATE_PX);
     plate_bgr.copy_to(&mut Mat::roi_mut(&mut image, plate_rect)?)?;
 
-    let mut mask = Mat::new_rows_cols_with_default(FRAME_PX, FRAME_PX, core::CV_8UC1, Scalar::all(0.0))?;
+    let mut mask =
+        Mat::new_rows_cols_with_default(FRAME_PX, FRAME_PX, core::CV_8UC1, Scalar::all(0.0))?;
     let mut stroke_bin = Mat::default();
-    imgproc::threshold(&stroke, &mut stroke_bin, 40.0, 255.0, imgproc::THRESH_BINARY)?;
+    imgproc::threshold(
+        &stroke,
+        &mut stroke_bin,
+        40.0,
+        255.0,
+        imgproc::THRESH_BINARY,
+    )?;
     stroke_bin.copy_to(&mut Mat::roi_mut(&mut mask, plate_rect)?)?;
-    Ok(SyntheticPart { image, mask, defect })
+    Ok(SyntheticPart {
+        image,
+        mask,
+        defect,
+    })
 }
 
 /// Draws one defect into `stroke` (0..255 coverage) inside `region`; returns its signed contrast in gray levels.
-fn draw_defect(rng: &mut Rng, kind: DefectKind, stroke: &mut Mat, region: Rect) -> opencv::Result<f32> {
+fn draw_defect(
+    rng: &mut Rng,
+    kind: DefectKind,
+    stroke: &mut Mat,
+    region: Rect,
+) -> opencv::Result<f32> {
     let white = Scalar::all(255.0);
     let pick = |rng: &mut Rng, inset: i32| {
         Point::new(
@@ -221,9 +249,24 @@ fn draw_defect(rng: &mut Rng, kind: DefectKind, stroke: &mut Mat, region: Rect) 
         DefectKind::Spot => {
             let radius = rng.int(3, 9);
             let c = pick(rng, radius + 2);
-            imgproc::circle(stroke, c, radius, white, imgproc::FILLED, imgproc::LINE_AA, 0)?;
+            imgproc::circle(
+                stroke,
+                c,
+                radius,
+                white,
+                imgproc::FILLED,
+                imgproc::LINE_AA,
+                0,
+            )?;
             let mut soft = Mat::default();
-            imgproc::gaussian_blur(stroke, &mut soft, Size::new(0, 0), 1.0, 1.0, core::BORDER_REFLECT)?;
+            imgproc::gaussian_blur(
+                stroke,
+                &mut soft,
+                Size::new(0, 0),
+                1.0,
+                1.0,
+                core::BORDER_REFLECT,
+            )?;
             *stroke = soft;
             sign * rng.range(30.0, 60.0) as f32
         }
@@ -246,9 +289,14 @@ fn draw_defect(rng: &mut Rng, kind: DefectKind, stroke: &mut Mat, region: Rect) 
 }
 
 /// Writes `count` parts as PNG files in the folder layout replay understands (`DIR/good/part-000001.png`,
-/// `DIR/scratch/part-000002.png`, ...), with their masks beside them (`DIR/masks/part-000002.png`).
+/// `DIR/scratch/part-000002.png`, ...) and, when `masks` is given, each defect's mask there under the same name.
 /// Returns each part's truth label in order.
-pub fn write_parts(dir: &Path, params: &SyntheticParams, count: u64) -> anyhow::Result<Vec<&'static str>> {
+pub fn write_parts(
+    dir: &Path,
+    masks: Option<&Path>,
+    params: &SyntheticParams,
+    count: u64,
+) -> anyhow::Result<Vec<&'static str>> {
     let mut truths = Vec::new();
     for i in 0..count {
         let part = generate(params, i)?;
@@ -256,9 +304,8 @@ pub fn write_parts(dir: &Path, params: &SyntheticParams, count: u64) -> anyhow::
         let class_dir = dir.join(part.truth());
         std::fs::create_dir_all(&class_dir)?;
         write_png(&class_dir.join(&name), &part.image)?;
-        if part.defect.is_some() {
-            let masks = dir.join("masks");
-            std::fs::create_dir_all(&masks)?;
+        if let (Some(masks), Some(_)) = (masks, part.defect) {
+            std::fs::create_dir_all(masks)?;
             write_png(&masks.join(&name), &part.mask)?;
         }
         truths.push(part.truth());
@@ -324,20 +371,30 @@ mod tests {
             let a = generate(&params, i).unwrap();
             let b = generate(&params, i).unwrap();
             assert_eq!(a.image.data_bytes().unwrap(), b.image.data_bytes().unwrap());
-            assert_eq!((a.image.rows(), a.image.cols(), a.image.channels()), (320, 320, 3));
+            assert_eq!(
+                (a.image.rows(), a.image.cols(), a.image.channels()),
+                (320, 320, 3)
+            );
             let mask_px = core::count_non_zero(&a.mask).unwrap();
             match a.defect {
                 Some(_) => {
                     defective += 1;
-                    assert!(mask_px > 5, "part {i}: a defect must have a mask, got {mask_px} px");
+                    assert!(
+                        mask_px > 5,
+                        "part {i}: a defect must have a mask, got {mask_px} px"
+                    );
                     // The mask lies inside the inspected region only.
-                    let inside = core::count_non_zero(&Mat::roi(&a.mask, INSPECTED).unwrap()).unwrap();
+                    let inside =
+                        core::count_non_zero(&Mat::roi(&a.mask, INSPECTED).unwrap()).unwrap();
                     assert_eq!(inside, mask_px);
                 }
                 None => assert_eq!(mask_px, 0),
             }
         }
-        assert!((3..=9).contains(&defective), "about half of 12 parts defective, got {defective}");
+        assert!(
+            (3..=9).contains(&defective),
+            "about half of 12 parts defective, got {defective}"
+        );
     }
 
     #[test]

@@ -27,10 +27,12 @@ impl VideoSource {
         if !path.is_file() {
             return Err(err("no such file".into()));
         }
-        let capture = VideoCapture::from_file(path, videoio::CAP_ANY)
-            .map_err(|e| err(e.to_string()))?;
+        let capture =
+            VideoCapture::from_file(path, videoio::CAP_ANY).map_err(|e| err(e.to_string()))?;
         if !capture.is_opened().map_err(|e| err(e.to_string()))? {
-            return Err(err("OpenCV cannot open it as a video (unsupported codec or corrupt file)".into()));
+            return Err(err(
+                "OpenCV cannot open it as a video (unsupported codec or corrupt file)".into(),
+            ));
         }
         Ok(Self {
             path: path.to_path_buf(),

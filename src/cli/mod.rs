@@ -17,7 +17,11 @@ use crate::config::{Config, ConfigError};
 use crate::model::ModelError;
 
 #[derive(Parser)]
-#[command(name = "station", version, about = "Inspection station: trigger, capture, model, verdict, PLC, records")]
+#[command(
+    name = "station",
+    version,
+    about = "Inspection station: trigger, capture, model, verdict, PLC, records"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,11 +60,14 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         parts: u64,
     },
-    /// Write synthetic conveyor parts as PNG files (good/, scratch/, spot/, crack/, masks/) for replay and tests
+    /// Write synthetic conveyor parts as PNG files (good/, scratch/, spot/, crack/) for replay and tests
     GenerateParts {
         /// Output folder
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also write each defect's ground-truth mask into this folder
+        #[arg(long, value_name = "DIR")]
+        masks: Option<PathBuf>,
         /// Number of parts
         #[arg(long, default_value_t = 100)]
         count: u64,
@@ -79,7 +86,10 @@ enum Command {
 pub struct PlcUnreachable(pub String);
 
 fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|e| e.is::<ConfigError>() || e.is::<clap::Error>()) {
+    if err
+        .chain()
+        .any(|e| e.is::<ConfigError>() || e.is::<clap::Error>())
+    {
         2
     } else if err.chain().any(|e| e.is::<ModelError>()) {
         3
@@ -117,7 +127,8 @@ pub fn main() -> i32 {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ort=warn".into()),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -132,10 +143,11 @@ pub fn main() -> i32 {
         Command::Bench { config, parts } => bench::bench(&config, parts),
         Command::GenerateParts {
             out,
+            masks,
             count,
             seed,
             defect_fraction,
-        } => generate::generate(&out, count, seed, defect_fraction),
+        } => generate::generate(&out, masks.as_deref(), count, seed, defect_fraction),
     };
     match result {
         Ok(()) => 0,

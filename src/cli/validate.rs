@@ -34,12 +34,16 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
             }
             PlcLink::Simulated => {
                 let sim = SimPlc::start(config.plc.reject_coil).await?;
-                plc::probe(&config.plc, sim.addr).await.map_err(PlcUnreachable)?;
+                plc::probe(&config.plc, sim.addr)
+                    .await
+                    .map_err(PlcUnreachable)?;
                 println!("ok  plc simulated (in-process Modbus server answered)");
                 Ok(())
             }
             PlcLink::Tcp(addr) => {
-                plc::probe(&config.plc, addr).await.map_err(PlcUnreachable)?;
+                plc::probe(&config.plc, addr)
+                    .await
+                    .map_err(PlcUnreachable)?;
                 println!("ok  plc {addr} answered (unit {})", config.plc.unit_id);
                 Ok::<(), anyhow::Error>(())
             }

@@ -102,13 +102,22 @@ impl Manifest {
         let mut problems = Vec::new();
         let input = &manifest.input;
         if input.shape.len() != 4 {
-            problems.push(format!("input.shape: expected 4 dimensions, got {:?}", input.shape));
+            problems.push(format!(
+                "input.shape: expected 4 dimensions, got {:?}",
+                input.shape
+            ));
         } else {
             if input.shape[0] != 1 {
-                problems.push(format!("input.shape: the batch dimension must be 1, got {}", input.shape[0]));
+                problems.push(format!(
+                    "input.shape: the batch dimension must be 1, got {}",
+                    input.shape[0]
+                ));
             }
             if input.shape.iter().skip(1).any(|&d| d <= 0) {
-                problems.push(format!("input.shape: expected positive sizes, got {:?}", input.shape));
+                problems.push(format!(
+                    "input.shape: expected positive sizes, got {:?}",
+                    input.shape
+                ));
             }
             let channels = input.dims().0;
             if channels != input.color.channels() as i64 {
@@ -132,8 +141,12 @@ impl Manifest {
         if input.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
             problems.push("input.std: expected positive values".into());
         }
-        if !(manifest.sha256.len() == 64 && manifest.sha256.chars().all(|c| c.is_ascii_hexdigit())) {
-            problems.push(format!("sha256: expected 64 hex digits, got \"{}\"", manifest.sha256));
+        if !(manifest.sha256.len() == 64 && manifest.sha256.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            problems.push(format!(
+                "sha256: expected 64 hex digits, got \"{}\"",
+                manifest.sha256
+            ));
         }
         if !manifest.threshold.value.is_finite() {
             problems.push("threshold.value: expected a finite number".into());

@@ -32,7 +32,9 @@ pub enum ModelError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: sha256 is {actual} but manifest.toml says {expected} (the model file changed; re-export it or fix the manifest)")]
+    #[error(
+        "{path}: sha256 is {actual} but manifest.toml says {expected} (the model file changed; re-export it or fix the manifest)"
+    )]
     Checksum {
         path: String,
         expected: String,
@@ -75,12 +77,18 @@ pub struct Model {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Model {
     /// Loads `dir/model.onnx` with `dir/manifest.toml` and checks one against the other.
-    pub fn load(config: &ModelConfig, onnxruntime_path: Option<&Path>) -> Result<Model, ModelError> {
+    pub fn load(
+        config: &ModelConfig,
+        onnxruntime_path: Option<&Path>,
+    ) -> Result<Model, ModelError> {
         let dir = &config.dir;
         let manifest_path = dir.join("manifest.toml");
         let onnx_path = dir.join("model.onnx");
@@ -133,18 +141,27 @@ impl Model {
     /// Runs the model on one preprocessed tensor.
     pub fn infer(&mut self, tensor: &[f32]) -> Result<Inference, ModelError> {
         let run = |e: ort::Error| ModelError::Run(e.to_string());
-        let input = TensorRef::from_array_view((self.manifest.input.shape.clone(), tensor)).map_err(run)?;
+        let input =
+            TensorRef::from_array_view((self.manifest.input.shape.clone(), tensor)).map_err(run)?;
         let outputs = self
             .session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])
             .map_err(run)?;
         let score_name = &self.manifest.output.score;
-        let (_, scores) = outputs[score_name.as_str()].try_extract_tensor::<f32>().map_err(run)?;
+        let (_, scores) = outputs[score_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(run)?;
         let score = *scores
             .first()
             .ok_or_else(|| ModelError::Run(format!("output \"{score_name}\" is empty")))?;
         let anomaly_map = match &self.manifest.output.anomaly_map {
-            Some(name) => Some(outputs[name.as_str()].try_extract_tensor::<f32>().map_err(run)?.1.to_vec()),
+            Some(name) => Some(
+                outputs[name.as_str()]
+                    .try_extract_tensor::<f32>()
+                    .map_err(run)?
+                    .1
+                    .to_vec(),
+            ),
             None => None,
         };
         Ok(Inference { score, anomaly_map })
@@ -164,12 +181,16 @@ fn check_contract(session: &Session, manifest: &Manifest) -> Result<(), String> 
         )),
         Some(input) => {
             if input.dtype().tensor_type() != Some(TensorElementType::Float32) {
-                problems.push(format!("input \"{}\" is {:?}, expected float32", want.name, input.dtype()));
+                problems.push(format!(
+                    "input \"{}\" is {:?}, expected float32",
+                    want.name,
+                    input.dtype()
+                ));
             }
             if let Some(shape) = input.dtype().tensor_shape() {
                 let dims: Vec<i64> = shape.iter().copied().collect();
-                let fits =
-                    dims.len() == want.shape.len() && dims.iter().zip(&want.shape).all(|(&m, &w)| m < 0 || m == w);
+                let fits = dims.len() == want.shape.len()
+                    && dims.iter().zip(&want.shape).all(|(&m, &w)| m < 0 || m == w);
                 if !fits {
                     problems.push(format!(
                         "input \"{}\" has shape {dims:?} in the model, manifest says {:?}",
@@ -187,16 +208,19 @@ fn check_contract(session: &Session, manifest: &Manifest) -> Result<(), String> 
         ));
     }
     let outputs = session.outputs();
-    let declared = std::iter::once(&manifest.output.score).chain(manifest.output.anomaly_map.as_ref());
+    let declared =
+        std::iter::once(&manifest.output.score).chain(manifest.output.anomaly_map.as_ref());
     for name in declared {
         match outputs.iter().find(|o| o.name() == name) {
             None => problems.push(format!(
                 "output \"{name}\" not in the model (its outputs: {})",
                 names(outputs.iter().map(|o| o.name()))
             )),
-            Some(o) if o.dtype().tensor_type() != Some(TensorElementType::Float32) => {
-                problems.push(format!("output \"{name}\" is {:?}, expected float32", o.dtype()))
-            }
+            Some(o) if o.dtype().tensor_type() != Some(TensorElementType::Float32) => problems
+                .push(format!(
+                    "output \"{name}\" is {:?}, expected float32",
+                    o.dtype()
+                )),
             Some(_) => {}
         }
     }
@@ -208,11 +232,18 @@ fn check_contract(session: &Session, manifest: &Manifest) -> Result<(), String> 
 }
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
-    it.map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    it.map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Body of the inference thread.
-pub fn run_worker(mut model: Model, jobs: Receiver<Job>, reports: Sender<StageReport>, done: Arc<AtomicU64>) {
+pub fn run_worker(
+    mut model: Model,
+    jobs: Receiver<Job>,
+    reports: Sender<StageReport>,
+    done: Arc<AtomicU64>,
+) {
     while let Ok(mut job) = jobs.recv() {
         let result = model.infer(&job.tensor);
         job.times.inferred = Some(Instant::now());

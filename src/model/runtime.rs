@@ -21,7 +21,9 @@ pub enum RuntimeError {
     NotFound { looked: String },
     #[error("ONNX Runtime library {path} from {origin} does not exist")]
     Missing { path: String, origin: &'static str },
-    #[error("cannot load ONNX Runtime from {path}: {detail} (this station needs ONNX Runtime 1.31; run `bash scripts/setup.sh`)")]
+    #[error(
+        "cannot load ONNX Runtime from {path}: {detail} (this station needs ONNX Runtime 1.31; run `bash scripts/setup.sh`)"
+    )]
     Load { path: String, detail: String },
 }
 

@@ -63,7 +63,10 @@ pub async fn call<T, E1: std::fmt::Display, E2: std::fmt::Debug>(
 /// Opens a Modbus TCP connection under a timeout.
 pub async fn connect(addr: SocketAddr, unit_id: u8, limit: Duration) -> Result<Context, String> {
     match timeout(limit, tcp::connect_slave(addr, Slave(unit_id))).await {
-        Err(_) => Err(format!("connect to {addr}: no answer within {} ms", limit.as_millis())),
+        Err(_) => Err(format!(
+            "connect to {addr}: no answer within {} ms",
+            limit.as_millis()
+        )),
         Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
         Ok(Ok(ctx)) => Ok(ctx),
     }
@@ -73,7 +76,12 @@ pub async fn connect(addr: SocketAddr, unit_id: u8, limit: Duration) -> Result<C
 pub async fn probe(config: &PlcConfig, addr: SocketAddr) -> Result<(), String> {
     let limit = Duration::from_millis(config.timeout_ms);
     let mut ctx = connect(addr, config.unit_id, limit).await?;
-    call(limit, "read result registers", ctx.read_holding_registers(config.result_register, 4)).await?;
+    call(
+        limit,
+        "read result registers",
+        ctx.read_holding_registers(config.result_register, 4),
+    )
+    .await?;
     Ok(())
 }
 
@@ -126,7 +134,11 @@ impl Link {
                     fresh = true;
                     self.backoff = self.min_backoff;
                     if let Some(since) = self.down_since.take() {
-                        tracing::info!("PLC link {} is back after {:.1} s", self.addr, since.elapsed().as_secs_f64());
+                        tracing::info!(
+                            "PLC link {} is back after {:.1} s",
+                            self.addr,
+                            since.elapsed().as_secs_f64()
+                        );
                     }
                 }
                 Err(e) => {
@@ -144,7 +156,10 @@ impl Link {
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
             bump(&self.counters.plc_outages);
-            tracing::warn!("PLC link {} lost: {why}; parts go on being judged and recorded", self.addr);
+            tracing::warn!(
+                "PLC link {} lost: {why}; parts go on being judged and recorded",
+                self.addr
+            );
         }
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(self.max_backoff);
@@ -164,7 +179,16 @@ pub async fn run_output(
     let mut counter: u16 = 0;
     let pulse = Duration::from_millis(config.reject_pulse_ms);
     while let Some(job) = jobs.recv().await {
-        let outcome = match deliver(&config, &mut link, &job, counter.wrapping_add(1), pulse, &clock).await {
+        let outcome = match deliver(
+            &config,
+            &mut link,
+            &job,
+            counter.wrapping_add(1),
+            pulse,
+            &clock,
+        )
+        .await
+        {
             Ok(actuated_us) => {
                 counter = counter.wrapping_add(1);
                 bump(&counters.plc_delivered);
@@ -200,15 +224,35 @@ async fn deliver(
     let result: Result<i64, String> = async {
         if fresh {
             // A pulse may have been cut by the outage: start from a released coil.
-            call(limit, "release reject coil", ctx.write_single_coil(config.reject_coil, false)).await?;
+            call(
+                limit,
+                "release reject coil",
+                ctx.write_single_coil(config.reject_coil, false),
+            )
+            .await?;
         }
         let block = result_block(job.code, counter, job.seq);
-        call(limit, "write result", ctx.write_multiple_registers(config.result_register, &block)).await?;
+        call(
+            limit,
+            "write result",
+            ctx.write_multiple_registers(config.result_register, &block),
+        )
+        .await?;
         let actuated_us = clock.now_us();
         if job.reject {
-            call(limit, "set reject coil", ctx.write_single_coil(config.reject_coil, true)).await?;
+            call(
+                limit,
+                "set reject coil",
+                ctx.write_single_coil(config.reject_coil, true),
+            )
+            .await?;
             sleep(pulse).await;
-            call(limit, "release reject coil", ctx.write_single_coil(config.reject_coil, false)).await?;
+            call(
+                limit,
+                "release reject coil",
+                ctx.write_single_coil(config.reject_coil, false),
+            )
+            .await?;
         }
         Ok(actuated_us)
     }
@@ -225,7 +269,13 @@ mod tests {
 
     #[test]
     fn result_block_splits_the_sequence_number() {
-        assert_eq!(result_block(ResultCode::RejectVision, 7, 0x0001_0002), [2, 7, 1, 2]);
-        assert_eq!(result_block(ResultCode::Pass, 65535, 70_000), [1, 65535, 1, 4464]);
+        assert_eq!(
+            result_block(ResultCode::RejectVision, 7, 0x0001_0002),
+            [2, 7, 1, 2]
+        );
+        assert_eq!(
+            result_block(ResultCode::Pass, 65535, 70_000),
+            [1, 65535, 1, 4464]
+        );
     }
 }

@@ -55,7 +55,9 @@ impl SimState {
 
     fn handle(&mut self, req: Request<'static>) -> Result<Response, ExceptionCode> {
         Ok(match req {
-            Request::ReadCoils(a, n) => Response::ReadCoils(self.coils[range(a, n.into())?].to_vec()),
+            Request::ReadCoils(a, n) => {
+                Response::ReadCoils(self.coils[range(a, n.into())?].to_vec())
+            }
             Request::ReadDiscreteInputs(a, n) => {
                 Response::ReadDiscreteInputs(self.discrete_inputs[range(a, n.into())?].to_vec())
             }
@@ -130,9 +132,16 @@ impl SimPlc {
             let server = Server::new(listener);
             let on_connected = |stream, socket_addr| {
                 let shared = shared.clone();
-                async move { accept_tcp_connection(stream, socket_addr, |_| Ok(Some(SimService(shared.clone())))) }
+                async move {
+                    accept_tcp_connection(stream, socket_addr, |_| {
+                        Ok(Some(SimService(shared.clone())))
+                    })
+                }
             };
-            if let Err(e) = server.serve(&on_connected, |e| tracing::debug!("simulated PLC: {e}")).await {
+            if let Err(e) = server
+                .serve(&on_connected, |e| tracing::debug!("simulated PLC: {e}"))
+                .await
+            {
                 tracing::error!("simulated PLC stopped: {e}");
             }
         });
@@ -140,7 +149,9 @@ impl SimPlc {
     }
 
     pub fn state(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn reject_pulses(&self) -> u64 {

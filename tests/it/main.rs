@@ -1,1 +1,10 @@
+//! Integration tests: the real pipeline on the real stack (OpenCV, ONNX Runtime, SQLite, a pymodbus PLC, the
+//! `station` binary). One test binary, modules by subject; shared helpers in `common`.
 
+mod cli;
+mod common;
+mod config;
+mod failsafe;
+mod pipeline;
+mod sources;
+mod triggers;

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Quick start 2: set up (idempotent) and run the whole test suite: formatting, clippy with warnings denied, unit and
+# integration tests (real OpenCV, ONNX Runtime, SQLite, a pymodbus PLC), and a compile check of the benches.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy (warnings denied)"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets

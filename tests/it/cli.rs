@@ -1,0 +1,211 @@
+//! The `station` binary: help, exit codes with one-line reasons, validate, and a short demo run.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::{PymodbusPlc, root};
+
+fn station(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_station"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run station")
+}
+
+fn stderr_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line expected in: {text}"
+    );
+    errors[0].to_string()
+}
+
+/// The repository's station.toml with its data redirected into `dir`.
+fn demo_config(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("station.toml"))
+        .unwrap()
+        .replace(
+            "data_dir = \"data\"",
+            &format!("data_dir = \"{}\"", dir.join("data").display()),
+        )
+        .replace(
+            "dir = \"models/",
+            &format!("dir = \"{}/models/", root().display()),
+        );
+    let path = dir.join("station.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["validate", "--help"],
+        &["bench", "--help"],
+    ] {
+        let out = station(args, &root());
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: station"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_config_reports_every_problem_on_one_line_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        r#"
+[trigger]
+kind = "sometimes"
+[source]
+kind = "folder"
+seed = 3
+[decision]
+deadline_ms = 0
+[plc]
+kind = "tcp"
+timeout_ms = "fast"
+[model]
+dir = "models/x"
+"#,
+    )
+    .unwrap();
+    let out = station(&["validate", "--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_line(&out);
+    for expected in [
+        "bad.toml: 5 problems",
+        "trigger.kind: expected \"interval\", \"plc\" or \"http\", got \"sometimes\"",
+        "source.seed: not used with kind = \"folder\"",
+        "source.path: required with kind = \"folder\"",
+        "decision.deadline_ms: expected a positive number, got 0",
+        "plc.timeout_ms: invalid type: string \"fast\", expected u64",
+    ] {
+        assert!(line.contains(expected), "missing `{expected}` in: {line}");
+    }
+}
+
+#[test]
+fn validate_checks_model_and_plc() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path());
+    let out = station(
+        &["validate", "--config", &config.to_string_lossy()],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "ok  config",
+        "ok  model surface-defect v1",
+        "ok  source synthetic conveyor",
+        "ok  plc simulated",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected} in {stdout}");
+    }
+
+    // A real PLC that answers.
+    let plc = PymodbusPlc::start();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "kind = \"simulated\"",
+        &format!("kind = \"tcp\"\naddress = \"{}\"", plc.addr),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = station(
+        &["validate", "--config", &config.to_string_lossy()],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("ok  plc {} answered", plc.addr))
+    );
+
+    // No PLC there: exit 4.
+    drop(plc);
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let start = text.find("address = \"").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    std::fs::write(
+        &config,
+        format!("{}address = \"{free}\"{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+    let out = station(
+        &["validate", "--config", &config.to_string_lossy()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr_line(&out).contains("PLC unreachable"));
+}
+
+#[test]
+fn a_missing_onnx_runtime_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_station"))
+        .args(["validate", "--config", &config.to_string_lossy()])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("/nonexistent/libonnxruntime.so from ORT_DYLIB_PATH does not exist"),
+        "{line}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn the_demo_runs_and_prints_its_detection_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path());
+    let out = station(
+        &[
+            "run",
+            "--config",
+            &config.to_string_lossy(),
+            "--max-parts",
+            "40",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("summary: 40 parts"), "{stdout}");
+    assert!(
+        stdout.contains("detection    defective parts rejected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reject pulses seen by the simulated PLC"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("data/station.sqlite").exists());
+}

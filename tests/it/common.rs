@@ -1,0 +1,203 @@
+//! Shared helpers for the integration tests: the project's Python peers (a pymodbus PLC, special ONNX models), a
+//! temporary station with its config, and reading back the SQLite records.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use inspection_station::config::Config;
+use inspection_station::metrics::RunSummary;
+use inspection_station::pipeline::{self, RunOptions};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's virtualenv Python (installed by scripts/setup.sh).
+pub fn python() -> PathBuf {
+    let python = root().join(".local/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash scripts/setup.sh` (the test peers need pymodbus and onnx)",
+        python.display()
+    );
+    python
+}
+
+pub fn demo_model() -> PathBuf {
+    root().join("models/surface-defect/1")
+}
+
+/// Builds one of the special test models of tests/peers/make_models.py into `dir`.
+pub fn make_model(kind: &str, dir: &Path) {
+    let status = Command::new(python())
+        .arg(root().join("tests/peers/make_models.py"))
+        .arg(kind)
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run make_models.py");
+    assert!(status.success(), "make_models.py {kind} failed");
+}
+
+/// One write request the pymodbus PLC served.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Write {
+    pub fc: u8,
+    pub address: u16,
+    pub values: Vec<u16>,
+}
+
+/// A real Modbus TCP server (pymodbus) playing the PLC, on a free port; logs every write it serves.
+pub struct PymodbusPlc {
+    child: Child,
+    pub addr: SocketAddr,
+    writes: Arc<Mutex<Vec<Write>>>,
+}
+
+impl PymodbusPlc {
+    pub fn start() -> PymodbusPlc {
+        let mut child = Command::new(python())
+            .arg(root().join("tests/peers/plc_server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the pymodbus PLC");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines
+            .next()
+            .expect("PLC printed nothing")
+            .expect("read PLC stdout");
+        let port: u16 = first
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the PLC: {first}"));
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let sink = writes.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let write: Write = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad PLC log line {line}: {e}"));
+                sink.lock().unwrap().push(write);
+            }
+        });
+        PymodbusPlc {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            writes,
+        }
+    }
+
+    /// The writes served so far, waiting up to 5 s for at least `min` of them to be logged.
+    pub fn writes(&self, min: usize) -> Vec<Write> {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let writes = self.writes.lock().unwrap().clone();
+            if writes.len() >= min || Instant::now() > until {
+                return writes;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PymodbusPlc {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `station.toml` into `dir` from the given sections (data goes to `dir/data`) and loads it.
+pub fn station(dir: &Path, sections: &str) -> Config {
+    let text = format!(
+        "[station]\nname = \"test\"\ndata_dir = \"data\"\n{sections}\n{}",
+        if sections.contains("[model]") {
+            String::new()
+        } else {
+            format!("[model]\ndir = \"{}\"\n", demo_model().display())
+        }
+    );
+    let path = dir.join("station.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"))
+}
+
+pub async fn run(config: &Config, max_parts: Option<u64>) -> RunSummary {
+    pipeline::run(
+        config,
+        RunOptions {
+            max_parts,
+            ..Default::default()
+        },
+        std::future::pending::<()>(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+/// A part's row, as recorded.
+#[derive(Debug)]
+pub struct Row {
+    pub seq: u64,
+    pub origin: String,
+    pub truth: Option<String>,
+    pub score: Option<f64>,
+    pub verdict: String,
+    pub reasons: serde_json::Value,
+    pub result_code: u16,
+    pub plc_status: String,
+    pub image_path: Option<String>,
+    pub captured_us: Option<i64>,
+    pub decided_us: i64,
+    pub triggered_us: i64,
+    pub model_sha256: String,
+}
+
+impl Row {
+    pub fn reason_codes(&self) -> Vec<String> {
+        self.reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+pub fn rows(config: &Config) -> Vec<Row> {
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, origin, truth, score, verdict, reasons, result_code, plc_status, image_path, captured_us,
+                    decided_us, triggered_us, model_sha256 FROM parts ORDER BY seq",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(Row {
+            seq: r.get::<_, i64>(0)? as u64,
+            origin: r.get(1)?,
+            truth: r.get(2)?,
+            score: r.get(3)?,
+            verdict: r.get(4)?,
+            reasons: serde_json::from_str(&r.get::<_, String>(5)?).unwrap(),
+            result_code: r.get(6)?,
+            plc_status: r.get(7)?,
+            image_path: r.get(8)?,
+            captured_us: r.get(9)?,
+            decided_us: r.get(10)?,
+            triggered_us: r.get(11)?,
+            model_sha256: r.get(12)?,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}

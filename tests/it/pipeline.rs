@@ -1,0 +1,133 @@
+//! Whole pipeline: replayed parts with known truth, a pymodbus server as the PLC.
+
+use inspection_station::capture::synthetic::{SyntheticParams, write_parts};
+
+use crate::common::{PymodbusPlc, rows, run, station};
+
+const RESULT_REGISTER: u16 = 10;
+const REJECT_COIL: u16 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_parts_get_the_right_verdicts_and_the_plc_sees_each_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = dir.path().join("parts");
+    let truths = write_parts(
+        &parts,
+        None,
+        &SyntheticParams {
+            seed: 21,
+            defect_fraction: 0.3,
+        },
+        40,
+    )
+    .unwrap();
+    let defective = truths.iter().filter(|t| **t != "good").count();
+    assert!(
+        defective >= 6,
+        "the replay needs defective parts, got {defective}"
+    );
+
+    let plc = PymodbusPlc::start();
+    let config = station(
+        dir.path(),
+        &format!(
+            r#"
+            [trigger]
+            kind = "interval"
+            interval_ms = 60
+            [source]
+            kind = "folder"
+            path = "parts"
+            [preprocess]
+            roi = [32, 32, 256, 256]
+            [decision]
+            deadline_ms = 5000
+            [plc]
+            kind = "tcp"
+            address = "{}"
+            reject_coil = {REJECT_COIL}
+            result_register = {RESULT_REGISTER}
+            reject_pulse_ms = 5
+            "#,
+            plc.addr
+        ),
+    );
+    let summary = run(&config, None).await;
+    assert_eq!(summary.parts, 40, "{summary}");
+    assert_eq!(summary.plc_delivered, 40, "{summary}");
+    assert_eq!(
+        summary.detection.defective_rejected, defective as u64,
+        "{summary}"
+    );
+    assert_eq!(summary.detection.good_rejected, 0, "{summary}");
+
+    // Every part has its row with the right verdict.
+    let rows = rows(&config);
+    assert_eq!(rows.len(), 40);
+    for (i, (row, truth)) in rows.iter().zip(&truths).enumerate() {
+        assert_eq!(row.seq, i as u64 + 1);
+        assert_eq!(row.truth.as_deref(), Some(*truth));
+        let expected = if *truth == "good" { "PASS" } else { "REJECT" };
+        assert_eq!(
+            row.verdict, expected,
+            "part {} ({truth}, {}) scored {:?}",
+            row.seq, row.origin, row.score
+        );
+        assert_eq!(row.plc_status, "delivered");
+        assert!(row.captured_us.is_some() && row.decided_us >= row.triggered_us);
+        assert_eq!(row.model_sha256.len(), 64);
+        if expected == "REJECT" {
+            assert_eq!(row.reason_codes(), ["score_over_threshold"]);
+            assert_eq!(row.result_code, 2);
+            let image = config
+                .station
+                .data_dir
+                .join(row.image_path.as_ref().expect("rejected part image"));
+            assert!(image.exists(), "{}", image.display());
+        } else {
+            assert_eq!(row.result_code, 1);
+        }
+    }
+
+    // The PLC saw one result block per part, in order, each carrying its own part's sequence number, and one
+    // reject pulse per rejected part, right after that part's result.
+    let writes = plc.writes(40 + 2 * defective);
+    let blocks: Vec<_> = writes
+        .iter()
+        .filter(|w| w.fc == 16 && w.address == RESULT_REGISTER)
+        .collect();
+    assert_eq!(blocks.len(), 40);
+    for (i, (block, row)) in blocks.iter().zip(&rows).enumerate() {
+        assert_eq!(
+            block.values,
+            vec![row.result_code, i as u16 + 1, 0, row.seq as u16],
+            "part {}",
+            row.seq
+        );
+    }
+    let mut coil = false;
+    let mut last_code = None;
+    let mut pulses = Vec::new();
+    for w in &writes {
+        match (w.fc, w.address) {
+            (16, RESULT_REGISTER) => last_code = Some((w.values[0], w.values[3])),
+            (5, REJECT_COIL) => {
+                let on = w.values[0] != 0;
+                if on && !coil {
+                    let (code, seq) = last_code.expect("a pulse before any result");
+                    assert_ne!(code, 1, "reject pulse after a PASS result (part {seq})");
+                    pulses.push(seq);
+                }
+                coil = on;
+            }
+            other => panic!("unexpected write {other:?}: {w:?}"),
+        }
+    }
+    assert!(!coil, "the reject coil was left on");
+    let rejected: Vec<u16> = rows
+        .iter()
+        .filter(|r| r.verdict == "REJECT")
+        .map(|r| r.seq as u16)
+        .collect();
+    assert_eq!(pulses, rejected);
+}
