@@ -133,6 +133,8 @@ pub struct RunSummary {
     pub simulated_plc_pulses: Option<u64>,
     pub detection: Detection,
     pub end_to_end: Option<Spread>,
+    /// From frame captured to verdict: the station's own work, without the camera.
+    pub after_capture: Option<Spread>,
     pub capture: Option<Spread>,
     pub preprocess: Option<Spread>,
     pub inference: Option<Spread>,
@@ -149,10 +151,10 @@ fn spread(f: &mut fmt::Formatter<'_>, name: &str, s: Option<Spread>) -> fmt::Res
     match s {
         Some(s) => writeln!(
             f,
-            "  {name:<12} p50 {:>8.2} ms   p99 {:>8.2} ms",
+            "  {name:<14} p50 {:>8.2} ms   p99 {:>8.2} ms",
             s.p50_ms, s.p99_ms
         ),
-        None => writeln!(f, "  {name:<12} (no samples)"),
+        None => writeln!(f, "  {name:<14} (no samples)"),
     }
 }
 
@@ -213,6 +215,7 @@ impl fmt::Display for RunSummary {
         }
         writeln!(f, "  latency")?;
         spread(f, "end-to-end", self.end_to_end)?;
+        spread(f, "after capture", self.after_capture)?;
         spread(f, "capture", self.capture)?;
         spread(f, "preprocess", self.preprocess)?;
         spread(f, "inference", self.inference)?;

@@ -238,6 +238,7 @@ pub async fn run(
         simulated_plc_pulses: sim.as_ref().map(SimPlc::reject_pulses),
         detection,
         end_to_end: Spread::of(&latency.end_to_end),
+        after_capture: Spread::of(&latency.after_capture),
         capture: Spread::of(&latency.capture),
         preprocess: Spread::of(&latency.preprocess),
         inference: Spread::of(&latency.inference),
@@ -275,6 +276,7 @@ fn join_workers(threads: Vec<JoinHandle<()>>) {
 #[derive(Default)]
 struct StageLatencies {
     end_to_end: Latencies,
+    after_capture: Latencies,
     capture: Latencies,
     preprocess: Latencies,
     inference: Latencies,
@@ -517,6 +519,7 @@ impl Orchestrator {
         l.end_to_end.push(decided - times.triggered);
         if let Some(captured) = times.captured {
             l.capture.push(captured - times.triggered);
+            l.after_capture.push(decided - captured);
             if let Some(pre) = times.preprocessed {
                 l.preprocess.push(pre - captured);
                 if let Some(inferred) = times.inferred {

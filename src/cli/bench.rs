@@ -64,6 +64,7 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
     row("preprocess", summary.preprocess);
     row("inference", summary.inference);
     row("end-to-end", summary.end_to_end);
+    row("captured -> verdict", summary.after_capture);
     let bare_spread = Spread::of(&bare);
     row("bare session.run", bare_spread);
     if let (Some(e2e), Some(b)) = (summary.end_to_end, bare_spread) {
@@ -71,6 +72,13 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
             "overhead ratio (end-to-end / bare session.run): p50 {:.2}x  p99 {:.2}x",
             e2e.p50_ms / b.p50_ms,
             e2e.p99_ms / b.p99_ms
+        );
+    }
+    if let (Some(after), Some(b)) = (summary.after_capture, bare_spread) {
+        println!(
+            "station overhead ratio without the camera ((verdict - captured) / bare session.run): p50 {:.2}x  p99 {:.2}x",
+            after.p50_ms / b.p50_ms,
+            after.p99_ms / b.p99_ms
         );
     }
     println!(
