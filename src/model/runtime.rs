@@ -6,9 +6,10 @@
 //! clear error that says what to do, never ort's panic.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::environment::Environment;
+use ort::logging::LogLevel;
 
 const LOCAL_LIB: &str = ".local/lib/libonnxruntime.so";
 
@@ -73,9 +74,22 @@ pub fn environment(configured: Option<&Path>) -> Result<&'static Environment, Ru
         detail,
     };
     let builder = ort::init_from(&path).map_err(|e| load_err(e.to_string()))?;
+    // ONNX Runtime's own messages go to our log. Its run errors are already reported, with the part, as
+    // `model_error`s, so they are logged at debug level only; fatal ones stay errors.
+    let logger: ort::logging::LoggerFunction =
+        Arc::new(|level, _category, _id, _location, message| match level {
+            LogLevel::Fatal => tracing::error!(target: "onnxruntime", "{message}"),
+            LogLevel::Error | LogLevel::Warning => {
+                tracing::debug!(target: "onnxruntime", "{message}")
+            }
+            LogLevel::Info | LogLevel::Verbose => {
+                tracing::trace!(target: "onnxruntime", "{message}")
+            }
+        });
     let env = builder
         .with_name("station")
         .with_telemetry(false)
+        .with_logger(logger)
         .build()
         .map_err(|e| load_err(e.to_string()))?;
     Ok(ENVIRONMENT.get_or_init(|| env))

@@ -209,3 +209,52 @@ fn the_demo_runs_and_prints_its_detection_figures() {
     );
     assert!(dir.path().join("data/station.sqlite").exists());
 }
+
+#[test]
+fn ctrl_c_finishes_the_parts_in_flight_and_flushes_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path());
+    let child = Command::new(env!("CARGO_BIN_EXE_station"))
+        .args(["run", "--config", &config.to_string_lossy(), "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parts: u64 = stdout
+        .split("summary: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    assert!(parts > 0, "{stdout}");
+    let conn = rusqlite::Connection::open(dir.path().join("data/station.sqlite")).unwrap();
+    let rows: u64 = conn
+        .query_row("SELECT count(*) FROM parts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, parts, "every judged part is recorded");
+    let pending: u64 = conn
+        .query_row(
+            "SELECT count(*) FROM parts WHERE plc_status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0, "every verdict reached the PLC before exit");
+    let finished: Option<i64> = conn
+        .query_row("SELECT finished_us FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(finished.is_some(), "the run is closed");
+}

@@ -60,8 +60,14 @@ pub struct PymodbusPlc {
 
 impl PymodbusPlc {
     pub fn start() -> PymodbusPlc {
+        Self::start_on(0)
+    }
+
+    /// Starts on a given port (0: a free one); a restarted PLC comes back on the port it had.
+    pub fn start_on(port: u16) -> PymodbusPlc {
         let mut child = Command::new(python())
             .arg(root().join("tests/peers/plc_server.py"))
+            .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -131,3 +131,72 @@ async fn replayed_parts_get_the_right_verdicts_and_the_plc_sees_each_one() {
         .collect();
     assert_eq!(pulses, rejected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_that_goes_away_is_reconnected_and_no_part_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let plc = PymodbusPlc::start();
+    let port = plc.addr.port();
+    let config = station(
+        dir.path(),
+        &format!(
+            r#"
+            [trigger]
+            interval_ms = 50
+            [source]
+            kind = "synthetic"
+            seed = 8
+            [preprocess]
+            roi = [32, 32, 256, 256]
+            [decision]
+            deadline_ms = 5000
+            [plc]
+            kind = "tcp"
+            address = "{}"
+            timeout_ms = 200
+            reject_pulse_ms = 5
+            reconnect_min_ms = 50
+            reconnect_max_ms = 200
+            "#,
+            plc.addr
+        ),
+    );
+    let cfg = config.clone();
+    let line = tokio::spawn(async move { run(&cfg, Some(60)).await });
+    // The PLC goes away for a while, then comes back on the same port.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    drop(plc);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let _back = PymodbusPlc::start_on(port);
+    let summary = line.await.unwrap();
+
+    assert_eq!(summary.parts, 60, "{summary}");
+    assert!(summary.plc_outages >= 1, "{summary}");
+    assert!(
+        summary.plc_undelivered >= 1,
+        "parts judged during the outage: {summary}"
+    );
+    assert_eq!(
+        summary.plc_delivered + summary.plc_undelivered,
+        60,
+        "{summary}"
+    );
+    let rows = rows(&config);
+    assert_eq!(rows.len(), 60, "every part is recorded, PLC or not");
+    let first_lost = rows
+        .iter()
+        .position(|r| r.plc_status == "undelivered")
+        .unwrap();
+    assert!(
+        first_lost > 0
+            && rows[..first_lost]
+                .iter()
+                .all(|r| r.plc_status == "delivered")
+    );
+    for row in rows.iter().filter(|r| r.plc_status == "undelivered") {
+        assert_eq!(row.verdict, "REJECT");
+        assert!(row.reason_codes().contains(&"plc_undelivered".to_string()));
+    }
+    // After the PLC came back, results flow again.
+    assert_eq!(rows.last().unwrap().plc_status, "delivered", "{summary}");
+}

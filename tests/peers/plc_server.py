@@ -1,6 +1,7 @@
 """A real Modbus TCP server (pymodbus) playing the PLC in the station's integration tests.
 
-It listens on 127.0.0.1 port 0 (a free port), prints `PORT <n>` on stdout once it is listening, then prints one
+It listens on 127.0.0.1, on the port given as first argument or else on port 0 (a free port: a restarted PLC
+reuses the port it had), prints `PORT <n>` on stdout once it is listening, then prints one
 JSON line per write request it serves: {"fc": function code, "address": first address, "values": [...]}.
 Reads are answered from the stored values and not logged. It stops when stdin closes (the test ended).
 Coils, discrete inputs, holding and input registers are distinct blocks of 256 entries at addresses 0..255.
@@ -27,7 +28,8 @@ async def main():
     bits = lambda: [SimData(0, count=256, values=False, datatype=DataType.BITS)]
     regs = lambda: [SimData(0, count=256, values=0, datatype=DataType.REGISTERS)]
     device = SimDevice(0, simdata=(bits(), bits(), regs(), regs()), action=log_writes)
-    server = ModbusTcpServer(device, address=("127.0.0.1", 0))
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = ModbusTcpServer(device, address=("127.0.0.1", port))
     await server.serve_forever(background=True)
     port = server.transport.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
