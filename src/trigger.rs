@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use axum::{Json, Router};
 use tokio::sync::{mpsc, watch};
 use tokio_modbus::client::Reader;
 
@@ -217,12 +217,17 @@ impl Trigger {
     }
 }
 
-async fn http_trigger(State(tx): State<mpsc::Sender<TriggerEvent>>) -> (StatusCode, &'static str) {
+async fn http_trigger(
+    State(tx): State<mpsc::Sender<TriggerEvent>>,
+) -> (StatusCode, Json<serde_json::Value>) {
     match tx.send(TriggerEvent { at: Instant::now() }).await {
-        Ok(()) => (StatusCode::ACCEPTED, "{\"accepted\":true}\n"),
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "accepted": true })),
+        ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "{\"accepted\":false,\"error\":\"the line is stopping\"}\n",
+            Json(serde_json::json!({ "accepted": false, "error": "the line is stopping" })),
         ),
     }
 }

@@ -59,6 +59,10 @@ async fn http_posts_trigger_one_part_each() {
     for _ in 0..3 {
         let response = post_trigger(addr).await;
         assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+        assert!(
+            response.contains("application/json") && response.ends_with(r#"{"accepted":true}"#),
+            "{response}"
+        );
     }
     let summary = tokio::time::timeout(Duration::from_secs(20), line)
         .await
