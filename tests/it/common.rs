@@ -121,16 +121,19 @@ impl Drop for PymodbusPlc {
     }
 }
 
-/// Writes `station.toml` into `dir` from the given sections (data goes to `dir/data`) and loads it.
+/// Writes `station.toml` into `dir` from the given sections (data goes to `dir/data`) and loads it. Sections not
+/// given default to: the demo model, the demo's ROI, and a 5 s deadline (generous: tests share 2 cores).
 pub fn station(dir: &Path, sections: &str) -> Config {
-    let text = format!(
-        "[station]\nname = \"test\"\ndata_dir = \"data\"\n{sections}\n{}",
-        if sections.contains("[model]") {
-            String::new()
-        } else {
-            format!("[model]\ndir = \"{}\"\n", demo_model().display())
-        }
-    );
+    let mut text = format!("[station]\nname = \"test\"\ndata_dir = \"data\"\n{sections}\n");
+    if !sections.contains("[model]") {
+        text += &format!("[model]\ndir = \"{}\"\n", demo_model().display());
+    }
+    if !sections.contains("[preprocess]") {
+        text += "[preprocess]\nroi = [32, 32, 256, 256]\n";
+    }
+    if !sections.contains("[decision]") {
+        text += "[decision]\ndeadline_ms = 5000\n";
+    }
     let path = dir.join("station.toml");
     std::fs::write(&path, text).unwrap();
     Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"))

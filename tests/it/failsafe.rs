@@ -35,8 +35,6 @@ fn folder_config(
             [source]
             kind = "folder"
             path = "parts"
-            [preprocess]
-            roi = [32, 32, 256, 256]
             [decision]
             deadline_ms = {deadline_ms}
             {extra}

@@ -38,10 +38,6 @@ async fn replayed_parts_get_the_right_verdicts_and_the_plc_sees_each_one() {
             [source]
             kind = "folder"
             path = "parts"
-            [preprocess]
-            roi = [32, 32, 256, 256]
-            [decision]
-            deadline_ms = 5000
             [plc]
             kind = "tcp"
             address = "{}"
@@ -146,10 +142,6 @@ async fn a_plc_that_goes_away_is_reconnected_and_no_part_is_lost() {
             [source]
             kind = "synthetic"
             seed = 8
-            [preprocess]
-            roi = [32, 32, 256, 256]
-            [decision]
-            deadline_ms = 5000
             [plc]
             kind = "tcp"
             address = "{}"

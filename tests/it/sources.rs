@@ -35,10 +35,6 @@ async fn a_video_file_replays_frame_by_frame_and_ends_the_run() {
         [source]
         kind = "video"
         path = "line.avi"
-        [preprocess]
-        roi = [32, 32, 256, 256]
-        [decision]
-        deadline_ms = 5000
         [plc]
         kind = "off"
         "#,
@@ -71,10 +67,6 @@ async fn the_demo_conveyor_with_the_simulated_plc_counts_one_pulse_per_reject() 
         kind = "synthetic"
         seed = 3
         defect_fraction = 0.5
-        [preprocess]
-        roi = [32, 32, 256, 256]
-        [decision]
-        deadline_ms = 5000
         [plc]
         kind = "simulated"
         reject_pulse_ms = 5

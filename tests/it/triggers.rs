@@ -15,10 +15,6 @@ const SYNTHETIC: &str = r#"
 [source]
 kind = "synthetic"
 seed = 4
-[preprocess]
-roi = [32, 32, 256, 256]
-[decision]
-deadline_ms = 5000
 "#;
 
 async fn post_trigger(addr: std::net::SocketAddr) -> String {
