@@ -13,6 +13,17 @@ fn station(args: &[&str], dir: &Path) -> Output {
         .expect("run station")
 }
 
+/// Asserts the command succeeded (showing its output otherwise) and returns its stdout.
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn stderr_line(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).to_string();
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
@@ -102,12 +113,7 @@ fn validate_checks_model_and_plc() {
         &["validate", "--config", &config.to_string_lossy()],
         dir.path(),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     for expected in [
         "ok  config",
         "ok  model surface-defect v1",
@@ -128,14 +134,7 @@ fn validate_checks_model_and_plc() {
         &["validate", "--config", &config.to_string_lossy()],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("ok  plc {} answered", plc.addr))
-    );
+    assert!(succeeded(&out).contains(&format!("ok  plc {} answered", plc.addr)));
 
     // No PLC there: exit 4.
     drop(plc);
@@ -192,12 +191,7 @@ fn the_demo_runs_and_prints_its_detection_figures() {
         ],
         dir.path(),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("summary: 40 parts"), "{stdout}");
     assert!(
         stdout.contains("detection    defective parts rejected"),
@@ -227,12 +221,7 @@ fn ctrl_c_finishes_the_parts_in_flight_and_flushes_the_records() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     let parts: u64 = stdout
         .split("summary: ")
         .nth(1)
