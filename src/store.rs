@@ -116,6 +116,9 @@ CREATE INDEX parts_by_time ON parts(decided_us);
 CREATE INDEX parts_by_verdict ON parts(verdict, decided_us);
 ";
 
+/// Schema steps in order: step `i` brings the database to `user_version = i + 1`. Append, never edit.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
 impl Store {
     /// Opens (creating and migrating when needed) the database and starts a run.
     pub fn open(
@@ -144,9 +147,10 @@ impl Store {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
-        if version < 1 {
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
             conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+                "BEGIN; {step} PRAGMA user_version = {}; COMMIT;",
+                i + 1
             ))
             .map_err(sql)?;
         }
