@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::audio::synthetic::SyntheticSoundParams;
+use crate::audio::{AudioConfig, AudioSourceConfig};
 use crate::capture::synthetic::SyntheticParams;
 
 /// The repository's `station.toml`, built in: what `station run` uses when no config file is present.
@@ -121,6 +123,26 @@ struct RawPlc {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAudio {
+    kind: Option<String>,
+    device: Option<String>,
+    sample_rate_hz: Option<u32>,
+    channel: Option<u16>,
+    path: Option<PathBuf>,
+    #[serde(rename = "loop")]
+    looping: Option<bool>,
+    seed: Option<u64>,
+    anomaly_fraction: Option<f64>,
+    pre_ms: Option<u64>,
+    post_ms: Option<u64>,
+    model: Option<PathBuf>,
+    threshold: Option<f32>,
+    required: Option<bool>,
+    ring_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRecord {
     database: Option<PathBuf>,
     images_dir: Option<PathBuf>,
@@ -142,6 +164,8 @@ pub struct Config {
     pub decision: DecisionConfig,
     pub plc: PlcConfig,
     pub record: RecordConfig,
+    /// The optional `[audio]` section: acoustic scoring of every part.
+    pub audio: Option<AudioConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +311,7 @@ impl Config {
             "decision",
             "plc",
             "record",
+            "audio",
         ];
         for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             v.problem(
@@ -302,6 +327,9 @@ impl Config {
         let decision: RawDecision = v.section(&table, "decision");
         let plc: RawPlc = v.section(&table, "plc");
         let record: RawRecord = v.section(&table, "record");
+        let audio: Option<RawAudio> = table
+            .contains_key("audio")
+            .then(|| v.section(&table, "audio"));
 
         let station = v.station(station);
         let plc = v.plc(plc);
@@ -311,6 +339,7 @@ impl Config {
         let model = v.model(model);
         let decision = v.decision(decision);
         let record = v.record(record, &station.data_dir);
+        let audio = audio.map(|raw| v.audio(raw, &decision));
         if !v.problems.is_empty() {
             return Err(invalid(v.problems));
         }
@@ -324,6 +353,7 @@ impl Config {
             decision,
             plc,
             record,
+            audio,
         })
     }
 }
@@ -667,6 +697,136 @@ impl Validator {
             result_register: raw.result_register.unwrap_or(0),
             reconnect_min_ms,
             reconnect_max_ms,
+        }
+    }
+
+    fn audio(&mut self, raw: RawAudio, decision: &DecisionConfig) -> AudioConfig {
+        let kind = raw.kind.as_deref().unwrap_or("microphone");
+        let source = match kind {
+            "microphone" => {
+                self.unused(
+                    "audio",
+                    kind,
+                    &[
+                        ("path", raw.path.is_some()),
+                        ("loop", raw.looping.is_some()),
+                        ("seed", raw.seed.is_some()),
+                        ("anomaly_fraction", raw.anomaly_fraction.is_some()),
+                    ],
+                );
+                AudioSourceConfig::Microphone {
+                    device: raw.device.filter(|d| d != "default input"),
+                }
+            }
+            "wav" => {
+                self.unused(
+                    "audio",
+                    kind,
+                    &[
+                        ("device", raw.device.is_some()),
+                        ("seed", raw.seed.is_some()),
+                        ("anomaly_fraction", raw.anomaly_fraction.is_some()),
+                    ],
+                );
+                let path = match raw.path {
+                    Some(p) => self.path(p),
+                    None => {
+                        self.problem(
+                            "audio.path",
+                            "required with kind = \"wav\": a WAV file (one long recording) or a folder (a file per part)",
+                        );
+                        PathBuf::new()
+                    }
+                };
+                AudioSourceConfig::Wav {
+                    path,
+                    looping: raw.looping.unwrap_or(false),
+                }
+            }
+            "synthetic" => {
+                self.unused(
+                    "audio",
+                    kind,
+                    &[
+                        ("device", raw.device.is_some()),
+                        ("path", raw.path.is_some()),
+                        ("loop", raw.looping.is_some()),
+                    ],
+                );
+                let anomaly_fraction = raw.anomaly_fraction.unwrap_or(0.2);
+                if !(0.0..=1.0).contains(&anomaly_fraction) {
+                    self.problem(
+                        "audio.anomaly_fraction",
+                        format!("expected a fraction between 0 and 1, got {anomaly_fraction}"),
+                    );
+                }
+                AudioSourceConfig::Synthetic(SyntheticSoundParams {
+                    seed: raw.seed.unwrap_or(1),
+                    anomaly_fraction,
+                })
+            }
+            other => {
+                self.problem(
+                    "audio.kind",
+                    format!("expected \"microphone\", \"wav\" or \"synthetic\", got \"{other}\""),
+                );
+                AudioSourceConfig::Microphone { device: None }
+            }
+        };
+        let sample_rate_hz = raw.sample_rate_hz.unwrap_or(48_000);
+        if !(8_000..=384_000).contains(&sample_rate_hz) {
+            self.problem(
+                "audio.sample_rate_hz",
+                format!("expected 8000..=384000, got {sample_rate_hz}"),
+            );
+        }
+        let pre_ms = raw.pre_ms.unwrap_or(100);
+        let post_ms = self.positive("audio.post_ms", raw.post_ms, 200);
+        if post_ms >= decision.deadline_ms {
+            self.problem(
+                "audio.post_ms",
+                format!(
+                    "the part's verdict waits for its sound: expected less than decision.deadline_ms ({}), got {post_ms}",
+                    decision.deadline_ms
+                ),
+            );
+        }
+        let ring_s = self.positive("audio.ring_s", raw.ring_s, 10);
+        if (pre_ms + post_ms) / 1000 >= ring_s {
+            self.problem(
+                "audio.ring_s",
+                format!(
+                    "expected more than pre_ms + post_ms ({} ms), got {ring_s} s",
+                    pre_ms + post_ms
+                ),
+            );
+        }
+        let model_dir = match raw.model {
+            Some(d) => self.path(d),
+            None => {
+                self.problem(
+                    "audio.model",
+                    "required: the acoustic model folder holding manifest.toml and model.json",
+                );
+                PathBuf::new()
+            }
+        };
+        if let Some(t) = raw.threshold.filter(|t| !t.is_finite()) {
+            self.problem(
+                "audio.threshold",
+                format!("expected a finite number, got {t}"),
+            );
+        }
+        AudioConfig {
+            source,
+            sample_rate_hz,
+            channel: raw.channel.unwrap_or(0),
+            pre_ms,
+            post_ms,
+            model_dir,
+            threshold: raw.threshold,
+            required: raw.required.unwrap_or(true),
+            ring_s,
         }
     }
 

@@ -4,8 +4,12 @@
 //! ([`preprocess`]), an ONNX model scores it ([`model`]), the station decides PASS or REJECT ([`decision`]), tells
 //! the PLC over Modbus ([`plc`]) and records everything in SQLite ([`store`]). [`pipeline`] wires the stages
 //! together; [`config`] parses and validates `station.toml`; [`metrics`] counts and times what happens.
+//! With an `[audio]` section, [`audio`] captures the machine's sound and [`acoustic`] scores each part's slice;
+//! the acoustic score joins the vision score in the verdict.
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
+pub mod acoustic;
+pub mod audio;
 pub mod capture;
 pub mod cli;
 pub mod clock;
