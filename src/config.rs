@@ -135,7 +135,7 @@ struct RawAudio {
     anomaly_fraction: Option<f64>,
     pre_ms: Option<u64>,
     post_ms: Option<u64>,
-    model: Option<PathBuf>,
+    model_dir: Option<PathBuf>,
     threshold: Option<f32>,
     required: Option<bool>,
     ring_s: Option<u64>,
@@ -801,11 +801,11 @@ impl Validator {
                 ),
             );
         }
-        let model_dir = match raw.model {
+        let model_dir = match raw.model_dir {
             Some(d) => self.path(d),
             None => {
                 self.problem(
-                    "audio.model",
+                    "audio.model_dir",
                     "required: the acoustic model folder holding manifest.toml and model.json",
                 );
                 PathBuf::new()

@@ -51,6 +51,10 @@ pub enum Reason {
     PipelineOverloaded,
     /// The PLC never received this part's result.
     PlcUndelivered { detail: String },
+    /// The acoustic model's score of the part's sound is above its threshold.
+    AcousticScoreOverThreshold { score: f32, threshold: f32 },
+    /// The part's sound could not be captured or scored.
+    AudioFault { detail: String },
 }
 
 impl Reason {
@@ -62,11 +66,16 @@ impl Reason {
             Reason::DeadlineMissed { .. } => "deadline_missed",
             Reason::PipelineOverloaded => "pipeline_overloaded",
             Reason::PlcUndelivered { .. } => "plc_undelivered",
+            Reason::AcousticScoreOverThreshold { .. } => "acoustic_score_over_threshold",
+            Reason::AudioFault { .. } => "audio_fault",
         }
     }
 
     pub fn is_fail_safe(&self) -> bool {
-        !matches!(self, Reason::ScoreOverThreshold { .. })
+        !matches!(
+            self,
+            Reason::ScoreOverThreshold { .. } | Reason::AcousticScoreOverThreshold { .. }
+        )
     }
 
     /// A reason for a stage fault.
@@ -106,6 +115,27 @@ impl Decision {
         }
     }
 
+    /// Adds the acoustic model's judgement: a score over the threshold rejects, a score that is not a number is an
+    /// audio fault (fail-safe).
+    pub fn add_acoustic(&mut self, score: f32, threshold: f32) {
+        let reason = if !score.is_finite() {
+            Reason::AudioFault {
+                detail: format!("the acoustic model returned a score of {score}"),
+            }
+        } else if score > threshold {
+            Reason::AcousticScoreOverThreshold { score, threshold }
+        } else {
+            return;
+        };
+        self.add(reason);
+    }
+
+    /// Adds a reason to reject.
+    pub fn add(&mut self, reason: Reason) {
+        self.verdict = Verdict::Reject;
+        self.reasons.push(reason);
+    }
+
     /// A REJECT because something failed.
     pub fn fail_safe(reason: Reason) -> Decision {
         Decision {
@@ -119,6 +149,14 @@ impl Decision {
             Verdict::Pass => ResultCode::Pass,
             Verdict::Reject if self.reasons.iter().any(Reason::is_fail_safe) => {
                 ResultCode::RejectFailSafe
+            }
+            Verdict::Reject
+                if !self
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, Reason::ScoreOverThreshold { .. })) =>
+            {
+                ResultCode::RejectAcoustic
             }
             Verdict::Reject => ResultCode::RejectVision,
         }
@@ -144,6 +182,29 @@ mod tests {
         assert_eq!(nan.verdict, Verdict::Reject);
         assert_eq!(nan.reasons[0].code(), "model_error");
         assert_eq!(nan.result_code(), ResultCode::RejectFailSafe);
+    }
+
+    #[test]
+    fn the_acoustic_score_joins_the_vision_score() {
+        let mut sound_only = Decision::judge(0.1, 0.5);
+        sound_only.add_acoustic(2.0, 1.5);
+        assert_eq!(sound_only.verdict, Verdict::Reject);
+        assert_eq!(sound_only.result_code(), ResultCode::RejectAcoustic);
+        assert_eq!(
+            sound_only.reasons_json(),
+            r#"[{"code":"acoustic_score_over_threshold","score":2.0,"threshold":1.5}]"#
+        );
+        let mut both = Decision::judge(0.9, 0.5);
+        both.add_acoustic(2.0, 1.5);
+        assert_eq!(both.result_code(), ResultCode::RejectVision);
+        assert_eq!(both.reasons.len(), 2);
+        let mut quiet = Decision::judge(0.1, 0.5);
+        quiet.add_acoustic(1.5, 1.5);
+        assert_eq!(quiet.verdict, Verdict::Pass);
+        let mut broken = Decision::judge(0.1, 0.5);
+        broken.add_acoustic(f32::NAN, 1.5);
+        assert_eq!(broken.result_code(), ResultCode::RejectFailSafe);
+        assert_eq!(broken.reasons[0].code(), "audio_fault");
     }
 
     #[test]

@@ -139,6 +139,27 @@ pub struct RunSummary {
     pub preprocess: Option<Spread>,
     pub inference: Option<Spread>,
     pub database: String,
+    /// Acoustic figures, when the station listened.
+    pub acoustic: Option<AcousticSummary>,
+}
+
+/// What the acoustic stage did in a run.
+#[derive(Debug, Clone, Default)]
+pub struct AcousticSummary {
+    /// `name vversion` of the acoustic model.
+    pub model: String,
+    pub source: String,
+    pub scored: u64,
+    /// Parts rejected because of their sound.
+    pub rejected: u64,
+    /// Parts whose sound could not be cut or scored (rejected fail-safe).
+    pub faults: u64,
+    /// Audio ring overruns (slices that lost samples, device overruns).
+    pub overruns: u64,
+    /// Against the known truth of synthetic sound: "defective" = anomalous sound, rejected = for its sound.
+    pub detection: Detection,
+    /// From trigger to acoustic score (includes waiting for the post-trigger window).
+    pub latency: Option<Spread>,
 }
 
 impl RunSummary {
@@ -219,6 +240,27 @@ impl fmt::Display for RunSummary {
         spread(f, "capture", self.capture)?;
         spread(f, "preprocess", self.preprocess)?;
         spread(f, "inference", self.inference)?;
+        if let Some(a) = &self.acoustic {
+            writeln!(
+                f,
+                "  acoustic     model {}  scored {}  rejected for sound {}  faults {}  ring overruns {}",
+                a.model, a.scored, a.rejected, a.faults, a.overruns
+            )?;
+            let d = &a.detection;
+            if d.defective + d.good > 0 {
+                writeln!(
+                    f,
+                    "               anomalous sounds rejected {}/{} ({:.1}%)   normal sounds rejected {}/{} ({:.1}%)",
+                    d.defective_rejected,
+                    d.defective,
+                    pct(d.defective_rejected, d.defective),
+                    d.good_rejected,
+                    d.good,
+                    pct(d.good_rejected, d.good)
+                )?;
+            }
+            spread(f, "acoustic", a.latency)?;
+        }
         write!(f, "  records      {}", self.database)
     }
 }

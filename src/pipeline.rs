@@ -16,6 +16,11 @@
 //! counted. Every part with a verdict is recorded, and sent to the PLC when one is configured.
 //! Shutdown (part limit reached, source exhausted, or Ctrl-C): the trigger stops, parts in flight finish or time
 //! out, then the PLC queue and the record writer are drained and the worker threads joined.
+//!
+//! With `[audio]`, the capture thread fills the audio ring continuously; at each trigger the orchestrator tells the
+//! audio source and hands the part to the acoustic thread (bounded channel), which waits until the post-trigger
+//! window has elapsed, cuts the part's slice and scores it (`AcousticReport`). A part then waits for both scores;
+//! its deadline still rejects it fail-safe if either is late.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -29,16 +34,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::acoustic::{self, AcousticError, AcousticJob, AcousticModel, AcousticReport};
+use crate::audio::{AudioConfig, AudioError, AudioInput};
 use crate::capture::{self, SourceError};
 use crate::clock::Clock;
 use crate::config::{Config, PlcLink};
 use crate::decision::{Decision, Reason, Verdict};
-use crate::metrics::{Counters, Detection, Latencies, RunSummary, Spread, bump, read};
+use crate::metrics::{
+    AcousticSummary, Counters, Detection, Latencies, RunSummary, Spread, bump, read,
+};
 use crate::model::{self, Model, ModelError, ModelInfo};
 use crate::part::{Frame, Job, Seq, Stage, StageReport, StageTimes};
 use crate::plc::{self, PlcJob, sim::SimPlc};
 use crate::preprocess::{self, Preprocessor};
-use crate::store::{self, PartRecord, PlcOutcome, Store, StoreError, StoreMsg};
+use crate::store::{self, AcousticRecord, PartRecord, PlcOutcome, Store, StoreError, StoreMsg};
 use crate::trigger::{Trigger, TriggerError, TriggerEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +64,47 @@ pub enum PipelineError {
     SimulatedPlc(std::io::Error),
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    #[error(transparent)]
+    Acoustic(#[from] AcousticError),
+    #[error("{0} (set [audio] required = false to run without the acoustic score)")]
+    Audio(AudioError),
+    #[error("acoustic model {model}: {detail}")]
+    AcousticMismatch { model: String, detail: String },
+}
+
+/// Loads the acoustic model and opens the audio input. A missing or failing audio input is an error when the
+/// config requires audio; otherwise the line runs without the acoustic score (`Ok(None)`, with a warning).
+pub fn open_acoustic(
+    audio: &AudioConfig,
+) -> Result<Option<(AudioInput, AcousticModel)>, PipelineError> {
+    let model = AcousticModel::load(&audio.model_dir, audio.threshold)?;
+    let mismatch = |detail: String| PipelineError::AcousticMismatch {
+        model: model.dir.display().to_string(),
+        detail,
+    };
+    if model.sample_rate_hz() != audio.sample_rate_hz {
+        return Err(mismatch(format!(
+            "trained at {} Hz but [audio] sample_rate_hz is {}",
+            model.sample_rate_hz(),
+            audio.sample_rate_hz
+        )));
+    }
+    let window_ms = audio.pre_ms + audio.post_ms;
+    if model.manifest.window_ms != window_ms {
+        tracing::warn!(
+            "acoustic model {} was trained on {} ms slices but [audio] pre_ms + post_ms = {window_ms} ms; scores may shift",
+            model.dir.display(),
+            model.manifest.window_ms
+        );
+    }
+    match AudioInput::open(audio) {
+        Ok(input) => Ok(Some((input, model))),
+        Err(e) if audio.required => Err(PipelineError::Audio(e)),
+        Err(e) => {
+            tracing::warn!("{e}; running WITHOUT the acoustic score ([audio] required = false)");
+            Ok(None)
+        }
+    }
 }
 
 /// Addresses of a started line, for whoever drives it (tests, a line controller).
@@ -91,6 +141,10 @@ pub async fn run(
     let info = model.info.clone();
     let pre = Preprocessor::new(&config.preprocess, &model.manifest.input);
     let source = capture::open(&config.source)?;
+    let listening = match &config.audio {
+        Some(audio) => open_acoustic(audio)?,
+        None => None,
+    };
     let limit = match (opts.max_parts, source.part_count()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -157,6 +211,47 @@ pub async fn run(
             .spawn(f)
             .map_err(|e| PipelineError::Thread(name, e))
     };
+    let (acoustic_tx, mut acoustic_rx) = mpsc::channel::<AcousticReport>(depth * 2 + 8);
+    let listener = match listening {
+        Some((input, model)) => {
+            tracing::info!(
+                "acoustic model {} v{} (sha256 {}, threshold {}), audio: {}",
+                model.info.name,
+                model.info.version,
+                &model.info.sha256[..12],
+                model.info.threshold,
+                input.describe()
+            );
+            let input = Arc::new(input);
+            let (jobs_tx, jobs_rx) = sync_channel::<AcousticJob>(depth);
+            let info = model.info.clone();
+            let (worker_input, give_up) = (
+                input.clone(),
+                Duration::from_millis(config.decision.deadline_ms),
+            );
+            threads.push(spawn(
+                "acoustic",
+                Box::new(move || {
+                    acoustic::run_worker(worker_input, model, jobs_rx, acoustic_tx, give_up)
+                }),
+            )?);
+            Some(Listener {
+                summary: AcousticSummary {
+                    model: format!("{} v{}", info.name, info.version),
+                    source: input.describe(),
+                    ..Default::default()
+                },
+                input,
+                jobs: Some(jobs_tx),
+                info,
+                latency: Latencies::default(),
+            })
+        }
+        None => {
+            drop(acoustic_tx);
+            None
+        }
+    };
     {
         let (reports, done) = (report_tx.clone(), progress[0].clone());
         threads.push(spawn(
@@ -206,12 +301,22 @@ pub async fn run(
         stop_tx,
         status_line: opts.status_line,
         started,
+        listener,
     };
-    orchestrator.run(trigger_rx, report_rx, shutdown).await;
+    orchestrator
+        .run(trigger_rx, report_rx, &mut acoustic_rx, shutdown)
+        .await;
 
     // Drain: no more parts; let the workers, the PLC queue and the record writer finish.
     // Consuming the orchestrator closes its senders: capture (workers exit), PLC, and its record-writer handle.
+    let acoustic = orchestrator.listener.take().map(|l| {
+        let mut summary = l.summary;
+        summary.overruns = l.input.overruns();
+        summary.latency = Spread::of(&l.latency);
+        summary
+    });
     let (latency, detection) = orchestrator.into_figures();
+    drop(acoustic_rx);
     let _ = trigger_task.await;
     if let Some(task) = plc_task {
         let _ = task.await;
@@ -249,6 +354,7 @@ pub async fn run(
             ),
             _ => database,
         },
+        acoustic,
     })
 }
 
@@ -286,6 +392,26 @@ struct Pending {
     seq: Seq,
     triggered: Instant,
     deadline: Instant,
+    /// Whether the part waits for an acoustic score.
+    listening: bool,
+    /// The vision result, kept while the part waits for its acoustic score.
+    vision: Option<(StageTimes, Frame, f32)>,
+    acoustic: Option<Heard>,
+}
+
+/// A part's acoustic result as it waits for the vision result.
+struct Heard {
+    result: Result<(f32, Vec<f32>), String>,
+    truth: Option<String>,
+}
+
+/// The acoustic stage as the orchestrator sees it.
+struct Listener {
+    input: Arc<AudioInput>,
+    jobs: Option<SyncSender<AcousticJob>>,
+    info: ModelInfo,
+    summary: AcousticSummary,
+    latency: Latencies,
 }
 
 struct Orchestrator {
@@ -307,6 +433,7 @@ struct Orchestrator {
     stop_tx: watch::Sender<bool>,
     status_line: bool,
     started: Instant,
+    listener: Option<Listener>,
 }
 
 impl Orchestrator {
@@ -318,8 +445,10 @@ impl Orchestrator {
         &mut self,
         mut triggers: mpsc::Receiver<TriggerEvent>,
         mut reports: mpsc::Receiver<StageReport>,
+        acoustic: &mut mpsc::Receiver<AcousticReport>,
         shutdown: impl Future<Output = ()>,
     ) {
+        let listening = self.listener.is_some();
         tokio::pin!(shutdown);
         let mut triggers_open = true;
         let mut stopping = false;
@@ -337,6 +466,7 @@ impl Orchestrator {
             tokio::select! {
                 biased;
                 Some(report) = reports.recv() => self.on_report(report).await,
+                Some(report) = acoustic.recv(), if listening => self.on_acoustic(report).await,
                 _ = async { tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)).await },
                     if next_deadline.is_some() => self.on_deadlines().await,
                 event = triggers.recv(), if triggers_open => match event {
@@ -369,11 +499,17 @@ impl Orchestrator {
             return;
         };
         match capture_tx.try_send(job) {
-            Ok(()) => self.pending.push_back(Pending {
-                seq,
-                triggered: event.at,
-                deadline: event.at + self.deadline,
-            }),
+            Ok(()) => {
+                let acoustic = self.listen(seq, event.at);
+                self.pending.push_back(Pending {
+                    seq,
+                    triggered: event.at,
+                    deadline: event.at + self.deadline,
+                    listening: self.listener.is_some(),
+                    vision: None,
+                    acoustic,
+                });
+            }
             Err(TrySendError::Full(job)) => {
                 bump(&self.counters.overloaded);
                 tracing::warn!("part {seq}: pipeline full, rejected without inspection");
@@ -397,36 +533,108 @@ impl Orchestrator {
         }
     }
 
-    fn take_pending(&mut self, seq: Seq) -> Option<Pending> {
-        let index = self.pending.iter().position(|p| p.seq == seq)?;
-        self.pending.remove(index)
+    /// Tells the audio source about the part and hands it to the acoustic worker; a full queue is a fault at once.
+    fn listen(&mut self, seq: Seq, at: Instant) -> Option<Heard> {
+        let listener = self.listener.as_mut()?;
+        listener.input.mark(seq, at);
+        let job = AcousticJob { seq, triggered: at };
+        let detail = match listener.jobs.as_ref()?.try_send(job) {
+            Ok(()) => return None,
+            Err(TrySendError::Full(_)) => "the acoustic queue was full (scoring falls behind)",
+            Err(TrySendError::Disconnected(_)) => "the acoustic worker has stopped",
+        };
+        Some(Heard {
+            result: Err(detail.into()),
+            truth: None,
+        })
+    }
+
+    /// The pending part `seq`, if it is still waiting and its deadline has not passed (a result after the deadline
+    /// is counted as late and the part rejected by the deadline).
+    async fn still_pending(&mut self, seq: Seq) -> Option<usize> {
+        let Some(index) = self.pending.iter().position(|p| p.seq == seq) else {
+            // Its deadline already rejected it.
+            bump(&self.counters.late_results);
+            return None;
+        };
+        if Instant::now() > self.pending[index].deadline {
+            // Arrived after the deadline but before the timer fired: still a miss.
+            bump(&self.counters.late_results);
+            self.on_deadlines().await;
+            return None;
+        }
+        Some(index)
+    }
+
+    async fn on_acoustic(&mut self, report: AcousticReport) {
+        if let Some(l) = self.listener.as_mut()
+            && let Some(p) = self.pending.iter().find(|p| p.seq == report.seq)
+        {
+            l.latency
+                .push(report.scored.saturating_duration_since(p.triggered));
+        }
+        let Some(index) = self.still_pending(report.seq).await else {
+            return;
+        };
+        let heard = Heard {
+            result: report.result.map(|s| (s.score, s.samples)),
+            truth: report.truth,
+        };
+        let p = &mut self.pending[index];
+        p.acoustic = Some(heard);
+        if p.vision.is_some()
+            && let Some(p) = self.pending.remove(index)
+        {
+            self.judge(p).await;
+        }
+    }
+
+    /// Both scores are in (or the station does not listen): the verdict.
+    async fn judge(&mut self, mut p: Pending) {
+        let Some((times, frame, score)) = p.vision.take() else {
+            return;
+        };
+        let mut decision = Decision::judge(score, self.info.threshold);
+        if let (Some(heard), Some(l)) = (&p.acoustic, &mut self.listener) {
+            l.summary.scored += 1;
+            match &heard.result {
+                Ok((s, _)) => decision.add_acoustic(*s, l.info.threshold),
+                Err(detail) => {
+                    tracing::warn!("part {}: sound: {detail}", p.seq);
+                    decision.add(Reason::AudioFault {
+                        detail: detail.clone(),
+                    });
+                }
+            }
+        }
+        self.finish_heard(p.seq, times, decision, Some(frame), Some(score), p.acoustic)
+            .await;
     }
 
     async fn on_report(&mut self, report: StageReport) {
         let seq = report.seq();
-        let Some(pending) = self.take_pending(seq) else {
-            // Its deadline already rejected it.
-            bump(&self.counters.late_results);
+        let Some(index) = self.still_pending(seq).await else {
             return;
         };
-        if Instant::now() > pending.deadline {
-            // Arrived after the deadline but before the timer fired: still a miss.
-            self.pending.push_front(pending);
-            bump(&self.counters.late_results);
-            self.on_deadlines().await;
+        if let StageReport::Scored {
+            times,
+            frame,
+            inference,
+            ..
+        } = report
+        {
+            let p = &mut self.pending[index];
+            p.vision = Some((times, frame, inference.score));
+            if (!p.listening || p.acoustic.is_some())
+                && let Some(p) = self.pending.remove(index)
+            {
+                self.judge(p).await;
+            }
             return;
         }
+        self.pending.remove(index);
         match report {
-            StageReport::Scored {
-                times,
-                frame,
-                inference,
-                ..
-            } => {
-                let decision = Decision::judge(inference.score, self.info.threshold);
-                self.finish(seq, times, decision, Some(frame), Some(inference.score))
-                    .await;
-            }
+            StageReport::Scored { .. } => {}
             StageReport::Fault {
                 source_exhausted: true,
                 detail,
@@ -461,6 +669,20 @@ impl Orchestrator {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
+            let deadline_ms = self.deadline.as_millis() as u64;
+            if let Some((times, frame, score)) = p.vision {
+                // Vision was done; the sound was not.
+                bump(&self.counters.deadline_misses);
+                tracing::warn!("part {}: no acoustic score within {deadline_ms} ms", p.seq);
+                let reason = Reason::DeadlineMissed {
+                    deadline_ms,
+                    stage: "acoustic".into(),
+                };
+                let decision = Decision::fail_safe(reason);
+                self.finish(p.seq, times, decision, Some(frame), Some(score))
+                    .await;
+                continue;
+            }
             let done = |i: usize| self.progress[i].load(Ordering::Acquire);
             let stage = if done(0) < p.seq {
                 Stage::Capture
@@ -469,7 +691,6 @@ impl Orchestrator {
             } else {
                 Stage::Inference
             };
-            let deadline_ms = self.deadline.as_millis() as u64;
             let reason = if stage == Stage::Capture && done(0) + 1 == p.seq {
                 bump(&self.counters.frame_faults);
                 Reason::FrameFault {
@@ -500,7 +721,7 @@ impl Orchestrator {
         }
     }
 
-    /// Records the verdict, tells the PLC, updates the figures.
+    /// Records a verdict reached without the part's sound.
     async fn finish(
         &mut self,
         seq: Seq,
@@ -508,6 +729,20 @@ impl Orchestrator {
         decision: Decision,
         frame: Option<Frame>,
         score: Option<f32>,
+    ) {
+        self.finish_heard(seq, times, decision, frame, score, None)
+            .await;
+    }
+
+    /// Records the verdict, tells the PLC, updates the figures.
+    async fn finish_heard(
+        &mut self,
+        seq: Seq,
+        times: StageTimes,
+        decision: Decision,
+        frame: Option<Frame>,
+        score: Option<f32>,
+        heard: Option<Heard>,
     ) {
         let decided = Instant::now();
         let c = &self.counters;
@@ -528,9 +763,49 @@ impl Orchestrator {
             }
         }
 
+        let acoustic = self.listener.as_mut().map(|l| {
+            let for_sound = decision
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::AcousticScoreOverThreshold { .. }));
+            l.summary.rejected += u64::from(for_sound);
+            let (score, samples, truth) = match heard {
+                Some(Heard {
+                    result: Ok((s, samples)),
+                    truth,
+                }) => (Some(s), Some(samples), truth),
+                Some(Heard {
+                    result: Err(_),
+                    truth,
+                }) => {
+                    l.summary.faults += 1;
+                    (None, None, truth)
+                }
+                None => (None, None, None),
+            };
+            if let Some(t) = &truth {
+                let t = if t == "normal" { "good" } else { t.as_str() };
+                l.summary.detection.add(t, for_sound);
+            }
+            AcousticRecord {
+                score,
+                model: l.info.clone(),
+                truth,
+                sound: samples
+                    .filter(|_| rejected)
+                    .map(|s| (s, l.input.sample_rate_hz())),
+                spectrogram_path: None,
+            }
+        });
+        let sound_truth = acoustic.as_ref().and_then(|a| a.truth.clone());
         let (origin, truth, image) = match frame {
             Some(frame) => {
                 if let Some(truth) = &frame.truth {
+                    // A part is good only if it looks and sounds good.
+                    let truth = match sound_truth.as_deref() {
+                        Some(sound) if truth == "good" && sound != "normal" => sound,
+                        _ => truth.as_str(),
+                    };
                     self.detection.add(truth, rejected);
                 }
                 let sample =
@@ -563,6 +838,7 @@ impl Orchestrator {
                 "off"
             },
             image,
+            acoustic,
         };
         if self
             .store_tx

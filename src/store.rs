@@ -52,6 +52,21 @@ pub struct PartRecord {
     pub plc_status: &'static str,
     /// The frame to keep, for rejected and sampled passed parts.
     pub image: Option<Mat>,
+    /// The acoustic judgement, when the station listens.
+    pub acoustic: Option<AcousticRecord>,
+}
+
+/// What the acoustic stage recorded about a part.
+pub struct AcousticRecord {
+    /// None when the sound could not be scored (the reason says why).
+    pub score: Option<f32>,
+    pub model: ModelInfo,
+    /// The known truth of the part's sound (synthetic sound): `normal` or the anomaly.
+    pub truth: Option<String>,
+    /// The part's sound, drawn as a spectrogram beside the frame (rejected parts), and its sample rate.
+    pub sound: Option<(Vec<f32>, u32)>,
+    /// Filled in by the writer once the spectrogram is saved.
+    pub spectrogram_path: Option<String>,
 }
 
 /// What the PLC stage reports back for a part.
@@ -116,8 +131,20 @@ CREATE INDEX parts_by_time ON parts(decided_us);
 CREATE INDEX parts_by_verdict ON parts(verdict, decided_us);
 ";
 
+/// Acoustic scoring: each part's acoustic score, the acoustic model, the known truth of synthetic sound, and the
+/// spectrogram image of rejected parts.
+const SCHEMA_AUDIO: &str = "
+ALTER TABLE parts ADD COLUMN acoustic_score REAL;
+ALTER TABLE parts ADD COLUMN acoustic_threshold REAL;
+ALTER TABLE parts ADD COLUMN acoustic_model_name TEXT;
+ALTER TABLE parts ADD COLUMN acoustic_model_version TEXT;
+ALTER TABLE parts ADD COLUMN acoustic_model_sha256 TEXT;
+ALTER TABLE parts ADD COLUMN acoustic_truth TEXT;
+ALTER TABLE parts ADD COLUMN spectrogram_path TEXT;
+";
+
 /// Schema steps in order: step `i` brings the database to `user_version = i + 1`. Append, never edit.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_AUDIO];
 
 impl Store {
     /// Opens (creating and migrating when needed) the database and starts a run.
@@ -187,6 +214,21 @@ impl Store {
                         .image
                         .take()
                         .and_then(|img| self.save_image(&record.part_id, &img));
+                    if let Some(a) = record.acoustic.as_mut() {
+                        let name = format!("{}.spectrogram", record.part_id);
+                        a.spectrogram_path = a.sound.take().and_then(|(samples, rate)| {
+                            match crate::acoustic::spectrogram::image(&samples, rate) {
+                                Ok(img) => self.save_image(&name, &img),
+                                Err(e) => {
+                                    tracing::error!(
+                                        "part {}: cannot draw the spectrogram: {e}",
+                                        record.part_id
+                                    );
+                                    None
+                                }
+                            }
+                        });
+                    }
                     rows.push((StoreMsg::Insert(record), image_path));
                 }
                 other => rows.push((other, None)),
@@ -202,12 +244,13 @@ impl Store {
         }
     }
 
-    fn save_image(&mut self, part_id: &str, image: &Mat) -> Option<String> {
+    /// Saves `<name>.png` in the run's image folder; returns its path relative to the data folder.
+    fn save_image(&mut self, name: &str, image: &Mat) -> Option<String> {
         if let Err(e) = std::fs::create_dir_all(&self.images_dir) {
             tracing::error!("cannot create {}: {e}", self.images_dir.display());
             return None;
         }
-        let path = self.images_dir.join(format!("{part_id}.png"));
+        let path = self.images_dir.join(format!("{name}.png"));
         match imgcodecs::imwrite(&path, image, &Vector::new()) {
             Ok(true) => Some(
                 path.strip_prefix(&self.data_dir)
@@ -233,6 +276,11 @@ impl Store {
             )?;
             let mut delivered = tx.prepare_cached(
                 "UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1",
+            )?;
+            let mut acoustic = tx.prepare_cached(
+                "UPDATE parts SET acoustic_score = ?2, acoustic_threshold = ?3, acoustic_model_name = ?4,
+                    acoustic_model_version = ?5, acoustic_model_sha256 = ?6, acoustic_truth = ?7, spectrogram_path = ?8
+                 WHERE part_id = ?1",
             )?;
             let mut undelivered = tx.prepare_cached(
                 "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
@@ -264,6 +312,18 @@ impl Store {
                             r.model.sha256,
                             image_path,
                         ])?;
+                        if let Some(a) = &r.acoustic {
+                            acoustic.execute(params![
+                                r.part_id,
+                                a.score.map(f64::from),
+                                f64::from(a.model.threshold),
+                                a.model.name,
+                                a.model.version,
+                                a.model.sha256,
+                                a.truth,
+                                a.spectrogram_path,
+                            ])?;
+                        }
                     }
                     StoreMsg::Actuated { part_id, outcome } => match outcome {
                         PlcOutcome::Delivered { actuated_us } => {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
@@ -285,7 +284,8 @@ pub struct AcousticJob {
 /// What the acoustic worker found for one part.
 pub struct AcousticScored {
     pub score: f32,
-    pub spectrogram: Option<Mat>,
+    /// The slice, kept for the spectrogram of a rejected part.
+    pub samples: Vec<f32>,
     pub origin: String,
 }
 
@@ -297,8 +297,8 @@ pub struct AcousticReport {
     pub scored: Instant,
 }
 
-/// The acoustic worker: for each job, waits for the slice (up to `give_up_after` past the trigger), scores it
-/// and draws its spectrogram. Runs until the job channel closes.
+/// The acoustic worker: for each job, waits for the slice (up to `give_up_after` past the trigger) and scores
+/// it. Runs until the job channel closes.
 pub fn run_worker(
     input: Arc<AudioInput>,
     mut model: AcousticModel,
@@ -310,14 +310,10 @@ pub fn run_worker(
         let result = input
             .slice(job.seq, job.triggered, job.triggered + give_up_after)
             .map_err(|e| e.to_string())
-            .map(|slice| {
-                let score = model.score(&slice.samples);
-                let spectrogram = spectrogram::image(&slice.samples, model.sample_rate_hz()).ok();
-                AcousticScored {
-                    score,
-                    spectrogram,
-                    origin: slice.origin,
-                }
+            .map(|slice| AcousticScored {
+                score: model.score(&slice.samples),
+                samples: slice.samples,
+                origin: slice.origin,
             });
         let report = AcousticReport {
             seq: job.seq,
@@ -328,5 +324,46 @@ pub fn run_worker(
         if reports.blocking_send(report).is_err() {
             return;
         }
+    }
+}
+
+/// Reads recordings from files and folders (their `.wav` files, sorted); all must share one sample rate.
+pub fn load_recordings(
+    paths: &[PathBuf],
+    channel: u16,
+) -> Result<(Vec<(PathBuf, Vec<f32>)>, u32), AcousticError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(crate::audio::wav::list(p)?);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut rate = None;
+    let mut out = Vec::new();
+    for f in files {
+        let (samples, r) = crate::audio::wav::read(&f, channel)?;
+        match rate {
+            Some(first) if first != r => {
+                return Err(crate::audio::AudioError::File {
+                    path: f.display().to_string(),
+                    detail: format!(
+                        "sample rate is {r} Hz but the first recording's is {first} Hz"
+                    ),
+                }
+                .into());
+            }
+            _ => rate = Some(r),
+        }
+        out.push((f, samples));
+    }
+    let listed: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match rate {
+        Some(r) => Ok((out, r)),
+        None => Err(AcousticError::Training(format!(
+            "no .wav recordings in {}",
+            listed.join(", ")
+        ))),
     }
 }

@@ -5,8 +5,11 @@
 //! Failures print one line on stderr: `error: <what> : <why>`.
 
 mod bench;
+mod evaluate_audio;
 mod generate;
+mod generate_sounds;
 mod run;
+mod train_audio;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +81,51 @@ enum Command {
         #[arg(long, default_value_t = 0.2)]
         defect_fraction: f64,
     },
+    /// Train a model from normal data
+    Train {
+        #[command(subcommand)]
+        kind: TrainKind,
+    },
+    /// Evaluate a model on labelled data
+    Evaluate {
+        #[command(subcommand)]
+        kind: EvaluateKind,
+    },
+    /// Write the synthetic machine's part sounds as WAV files (normal/, anomalous/)
+    GenerateSounds {
+        /// Output folder
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Number of parts
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Generator seed
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fraction of parts with an acoustic anomaly
+        #[arg(long, default_value_t = 0.2)]
+        anomaly_fraction: f64,
+        /// Sound before the trigger in each file
+        #[arg(long, default_value_t = 5)]
+        pre_ms: u64,
+        /// Sound after the trigger in each file
+        #[arg(long, default_value_t = 40)]
+        post_ms: u64,
+        #[arg(long, default_value_t = 48_000)]
+        sample_rate_hz: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainKind {
+    /// Learn the normal sound from normal recordings only (acoustic anomaly model)
+    Audio(train_audio::TrainAudioArgs),
+}
+
+#[derive(Subcommand)]
+enum EvaluateKind {
+    /// AUC and pAUC of an acoustic model on normal and anomalous recordings; ROC and spectrograms as images
+    Audio(evaluate_audio::EvaluateAudioArgs),
 }
 
 /// Exit code for an error, by what failed.
@@ -91,7 +139,10 @@ fn exit_code(err: &anyhow::Error) -> i32 {
         .any(|e| e.is::<ConfigError>() || e.is::<clap::Error>())
     {
         2
-    } else if err.chain().any(|e| e.is::<ModelError>()) {
+    } else if err
+        .chain()
+        .any(|e| e.is::<ModelError>() || e.is::<crate::acoustic::AcousticError>())
+    {
         3
     } else if err.chain().any(|e| e.is::<PlcUnreachable>()) {
         4
@@ -148,6 +199,31 @@ pub fn main() -> i32 {
             seed,
             defect_fraction,
         } => generate::generate(&out, masks.as_deref(), count, seed, defect_fraction),
+        Command::Train {
+            kind: TrainKind::Audio(args),
+        } => train_audio::train(&args),
+        Command::Evaluate {
+            kind: EvaluateKind::Audio(args),
+        } => evaluate_audio::evaluate(&args),
+        Command::GenerateSounds {
+            out,
+            count,
+            seed,
+            anomaly_fraction,
+            pre_ms,
+            post_ms,
+            sample_rate_hz,
+        } => generate_sounds::generate(
+            &out,
+            count,
+            &crate::audio::synthetic::SyntheticSoundParams {
+                seed,
+                anomaly_fraction,
+            },
+            pre_ms,
+            post_ms,
+            sample_rate_hz,
+        ),
     };
     match result {
         Ok(()) => 0,
