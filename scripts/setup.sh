@@ -4,13 +4,17 @@
 #   - Debian packages: the OpenCV/clang build chain (opencv crate), sqlite is bundled by rusqlite.
 #   - ONNX Runtime 1.31 shared library from the `onnxruntime` wheel on PyPI, into .local/ (git-ignored), linked as
 #     .local/lib/libonnxruntime.so (the station's default lookup path).
-#   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator).
+#   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator),
+#     scipy (reference features for the acoustic tests).
+#   - Audio: ALSA headers for cpal; PulseAudio (null sink) so the capture test hears real sound without a sound card.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv)
+APT_PACKAGES+=(libasound2-dev pulseaudio pulseaudio-utils libasound2-plugins)
 PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 onnx==1.23.2 numpy)
+PY_PACKAGES+=(scipy)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -32,7 +36,7 @@ fi
 stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${PY_PACKAGES[*]}" ]; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
-  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   echo "${PY_PACKAGES[*]}" > "$stamp"
 fi
 

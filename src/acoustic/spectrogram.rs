@@ -31,7 +31,7 @@ pub fn image(samples: &[f32], sample_rate_hz: u32) -> opencv::Result<Mat> {
         .reshape(1, bins as i32)?
         .try_clone()?;
     let scale = (256.0 / bins as f64).max(1.0);
-    let width = ((frames as f64 * scale).max(64.0)) as i32;
+    let width = ((frames as f64 * scale).max(256.0)) as i32;
     let mut big = Mat::default();
     imgproc::resize(
         &small,

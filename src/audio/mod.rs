@@ -184,6 +184,16 @@ impl Ring {
         Some(i as i64 + (secs * f64::from(self.sample_rate_hz)).round() as i64)
     }
 
+    /// The last `n` samples (fewer if fewer were pushed).
+    pub fn latest(&self, n: usize) -> Vec<f32> {
+        let s = self.lock();
+        let cap = s.buf.len() as u64;
+        let from = s.written.saturating_sub((n as u64).min(cap));
+        (from..s.written)
+            .map(|i| s.buf[(i % cap) as usize])
+            .collect()
+    }
+
     /// The samples from `from` to `to`.
     pub fn slice(&self, from: Instant, to: Instant) -> Result<Vec<f32>, SliceError> {
         let (Some(start), Some(end)) = (self.index_at(from), self.index_at(to)) else {

@@ -1,6 +1,7 @@
 //! Integration tests: the real pipeline on the real stack (OpenCV, ONNX Runtime, SQLite, a pymodbus PLC, the
 //! `station` binary). One test binary, modules by subject; shared helpers in `common`.
 
+mod audio;
 mod cli;
 mod common;
 mod config;
