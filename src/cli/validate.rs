@@ -1,5 +1,6 @@
-//! `station validate`: checks the config, the model against its manifest and ONNX file, the frame source, and
-//! the PLC's reachability, without running the line. Prints one `ok` line per check.
+//! `station validate`: checks the config, the model against its manifest and ONNX file, the frame source, the
+//! acoustic model and audio input (with `[audio]`), and the PLC's reachability, without running the line. Prints
+//! one `ok` line per check.
 
 use anyhow::Context;
 
@@ -25,6 +26,22 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
     );
     let source = capture::open(&config.source).context("frame source")?;
     println!("ok  source {}", source.describe());
+    if let Some(audio) = &config.audio {
+        match crate::pipeline::open_acoustic(audio)? {
+            Some((input, model)) => println!(
+                "ok  acoustic model {} v{} ({}; sha256 {}; threshold {}), audio: {}",
+                model.info.name,
+                model.info.version,
+                model.dir.display(),
+                &model.info.sha256[..12],
+                model.info.threshold,
+                input.describe()
+            ),
+            None => println!(
+                "warn audio input unavailable: the line would run without the acoustic score"
+            ),
+        }
+    }
     let rt = runtime()?;
     rt.block_on(async {
         match config.plc.link {
