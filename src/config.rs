@@ -896,6 +896,36 @@ mod tests {
     }
 
     #[test]
+    fn the_audio_section_is_optional_and_checked() {
+        let base = "[model]\ndir = \"m\"\n";
+        let config = Config::parse(base, "a.toml", Path::new(".")).unwrap();
+        assert!(config.audio.is_none());
+        let text = format!(
+            "{base}[decision]\ndeadline_ms = 100\n[audio]\nkind = \"wav\"\nseed = 3\npost_ms = 150\nanomaly_fraction = 2.0\n"
+        );
+        let err = Config::parse(&text, "a.toml", Path::new(".")).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "audio.path",
+            "audio.seed",
+            "audio.post_ms",
+            "audio.model_dir",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "missing {expected} in {fields:?}"
+            );
+        }
+        let demo = Config::embedded_default().unwrap();
+        let audio = demo.audio.expect("the demo listens");
+        assert!(matches!(audio.source, AudioSourceConfig::Synthetic(_)));
+        assert!(audio.post_ms < demo.decision.deadline_ms);
+    }
+
+    #[test]
     fn syntax_errors_give_line_and_column() {
         let err = Config::parse("[station]\nname = \n", "x.toml", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");

@@ -567,11 +567,13 @@ impl Orchestrator {
     }
 
     async fn on_acoustic(&mut self, report: AcousticReport) {
-        if let Some(l) = self.listener.as_mut()
-            && let Some(p) = self.pending.iter().find(|p| p.seq == report.seq)
-        {
-            l.latency
-                .push(report.scored.saturating_duration_since(p.triggered));
+        let Some(p) = self.pending.iter().find(|p| p.seq == report.seq) else {
+            // The part already has its verdict (a vision fault, or its deadline, which counted it).
+            return;
+        };
+        let waited = report.scored.saturating_duration_since(p.triggered);
+        if let Some(l) = self.listener.as_mut() {
+            l.latency.push(waited);
         }
         let Some(index) = self.still_pending(report.seq).await else {
             return;

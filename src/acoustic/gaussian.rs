@@ -126,7 +126,9 @@ impl Gaussian {
                 self.precision.len()
             ));
         }
-        if self.scale.iter().any(|s| !(*s > 0.0)) || self.precision.iter().any(|v| !v.is_finite()) {
+        if self.scale.iter().any(|s| s.is_nan() || *s <= 0.0)
+            || self.precision.iter().any(|v| !v.is_finite())
+        {
             return Err("scale must be positive and precision finite".into());
         }
         Ok(())

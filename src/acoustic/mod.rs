@@ -327,11 +327,11 @@ pub fn run_worker(
     }
 }
 
+/// Recordings (file, samples) and their common sample rate.
+pub type Recordings = (Vec<(PathBuf, Vec<f32>)>, u32);
+
 /// Reads recordings from files and folders (their `.wav` files, sorted); all must share one sample rate.
-pub fn load_recordings(
-    paths: &[PathBuf],
-    channel: u16,
-) -> Result<(Vec<(PathBuf, Vec<f32>)>, u32), AcousticError> {
+pub fn load_recordings(paths: &[PathBuf], channel: u16) -> Result<Recordings, AcousticError> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {

@@ -268,11 +268,14 @@ pub fn db(power: f64) -> f32 {
     (10.0 * power.max(1e-20).log10()) as f32
 }
 
+type FftPlan = Arc<dyn Fft<f32>>;
+
 /// Envelope spectrum: the magnitude spectrum of the (mean-removed) Hilbert envelope of the signal above
 /// `highpass_hz`. Returns amplitude per bin of an `n`-point transform (bin `k` at `k·fs/n` Hz), `k = 0..n/2`.
 pub struct EnvelopeSpectrum {
     planner: FftPlanner<f32>,
-    plans: Option<(usize, Arc<dyn Fft<f32>>, Arc<dyn Fft<f32>>)>,
+    /// Length, forward and inverse plans.
+    plans: Option<(usize, FftPlan, FftPlan)>,
     buf: Vec<Complex<f32>>,
 }
 

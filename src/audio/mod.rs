@@ -100,6 +100,8 @@ pub enum SliceError {
     NotYet,
     /// The start of the slice was already overwritten (the ring is too short or the part waited too long).
     Overwritten,
+    /// The slice starts before the capture did.
+    BeforeStart,
 }
 
 struct RingState {
@@ -204,7 +206,10 @@ impl Ring {
         if end > s.written as i64 {
             return Err(SliceError::NotYet);
         }
-        if start < 0 || start < s.written as i64 - cap {
+        if start < 0 {
+            return Err(SliceError::BeforeStart);
+        }
+        if start < s.written as i64 - cap {
             return Err(SliceError::Overwritten);
         }
         Ok((start..end).map(|i| s.buf[(i % cap) as usize]).collect())
@@ -315,8 +320,20 @@ impl AudioInput {
                 Duration::from_millis(config.post_ms),
             )),
         };
+        let capture = Capture::start(source, config.ring_s)?;
+        // A sound card may deliver its first samples a second or more after the stream starts.
+        let until = Instant::now() + Duration::from_secs(5);
+        while capture.ring.written() == 0 {
+            if Instant::now() > until {
+                return Err(AudioError::Device {
+                    device: capture.describe.clone(),
+                    detail: "no sound arrived within 5 s of starting capture".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(AudioInput::Live {
-            capture: Capture::start(source, config.ring_s)?,
+            capture,
             pre: Duration::from_millis(config.pre_ms),
             post: Duration::from_millis(config.post_ms),
         })
@@ -394,6 +411,11 @@ impl AudioInput {
                             capture.ring.overruns.fetch_add(1, Ordering::Relaxed);
                             return Err(AudioError::Slice(
                                 "its samples were already overwritten (audio ring overrun)".into(),
+                            ));
+                        }
+                        Err(SliceError::BeforeStart) => {
+                            return Err(AudioError::Slice(
+                                "it starts before the audio capture did".into(),
                             ));
                         }
                         Err(SliceError::NotYet) if Instant::now() >= give_up => {

@@ -271,7 +271,8 @@ fn heard(config: &inspection_station::config::Config) -> Vec<Heard> {
                     spectrogram_path FROM parts ORDER BY seq",
         )
         .unwrap();
-    let extra: Vec<(Option<String>, Option<f64>, Option<String>, Option<String>)> = stmt
+    type Extra = (Option<String>, Option<f64>, Option<String>, Option<String>);
+    let extra: Vec<Extra> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .map(Result::unwrap)
@@ -460,8 +461,7 @@ async fn without_an_audio_device_the_station_refuses_to_start_unless_allowed() {
     let err =
         inspection_station::pipeline::run(&config, Default::default(), std::future::pending())
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
     let text = err.to_string();
     assert!(
         text.contains("no audio input device: no-such-capture-device not found")
@@ -623,4 +623,49 @@ fn sound_played_into_a_pulseaudio_null_sink_is_captured_through_cpal_and_scored(
         anomaly_score > 2.0 * normal_score,
         "impacts {anomaly_score} vs normal {normal_score}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_recording_replays_in_real_time_and_each_part_gets_its_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 s of the normal machine, looped: every part's slice is normal sound.
+    let normal = SyntheticSoundParams {
+        seed: 30,
+        anomaly_fraction: 0.0,
+    };
+    let sound = clip(&normal, 1, 48_000, Duration::ZERO, Duration::from_secs(2)).0;
+    wav::write(&dir.path().join("line.wav"), &sound, 48_000).unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            r#"
+            [trigger]
+            kind = "interval"
+            interval_ms = 100
+            [source]
+            kind = "synthetic"
+            defect_fraction = 0.0
+            [plc]
+            kind = "off"
+            [audio]
+            kind = "wav"
+            path = "line.wav"
+            loop = true
+            pre_ms = 5
+            post_ms = 40
+            model_dir = "{}"
+            "#,
+            demo_sound_model()
+        ),
+    );
+    let summary = run(&config, Some(12)).await;
+    let acoustic = summary.acoustic.clone().expect("acoustic figures");
+    assert_eq!(acoustic.faults, 0, "{summary}");
+    for h in heard(&config) {
+        if h.reasons.iter().any(|r| r == "pipeline_overloaded") {
+            continue;
+        }
+        assert_eq!(h.verdict, "PASS", "scored {:?}: {:?}", h.score, h.reasons);
+        assert!(h.score.is_some() && h.truth.is_none());
+    }
 }
