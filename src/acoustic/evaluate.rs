@@ -78,8 +78,8 @@ pub fn roc_svg(roc: &[(f64, f64)], title: &str) -> String {
     )
 }
 
-/// The ROC curve as an image (white background, blue curve, dashed diagonal).
-pub fn roc_image(roc: &[(f64, f64)]) -> opencv::Result<Mat> {
+/// The ROC curve as an image (white background, blue curve, the diagonal, axis names and a title).
+pub fn roc_image(roc: &[(f64, f64)], title: &str) -> opencv::Result<Mat> {
     let (size, pad) = (400, 40);
     let mut img = Mat::new_rows_cols_with_default(
         size + 2 * pad,
@@ -116,6 +116,27 @@ pub fn roc_image(roc: &[(f64, f64)]) -> opencv::Result<Mat> {
         let blue = Scalar::new(191.0, 95.0, 31.0, 0.0);
         imgproc::line(&mut img, pt(w[0]), pt(w[1]), blue, 2, imgproc::LINE_AA, 0)?;
     }
+    let black = Scalar::all(0.0);
+    for (text, at) in [
+        (title, Point::new(pad, pad - 14)),
+        (
+            "false positive rate",
+            Point::new(pad + size / 2 - 80, size + pad + 28),
+        ),
+        ("TPR", Point::new(4, pad + size / 2)),
+    ] {
+        imgproc::put_text(
+            &mut img,
+            text,
+            at,
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            0.45,
+            black,
+            1,
+            imgproc::LINE_AA,
+            false,
+        )?;
+    }
     Ok(img)
 }
 
@@ -141,6 +162,6 @@ mod tests {
         // Up to FPR 0.1 only the top anomaly is found: TPR 0.5 over the whole range.
         assert!((partial_auc(&r, 0.1) - 0.5).abs() < 1e-12);
         assert!(roc_svg(&r, "t").contains("<path d=\"M50.0,450.0 "));
-        assert!(roc_image(&r).is_ok());
+        assert!(roc_image(&r, "t").is_ok());
     }
 }

@@ -90,8 +90,11 @@ pub fn evaluate(args: &EvaluateAudioArgs) -> anyhow::Result<()> {
     let svg = args.out.join("roc.svg");
     std::fs::write(&svg, evaluate::roc_svg(&roc, &title))
         .with_context(|| format!("cannot write {}", svg.display()))?;
-    spectrogram::save_png(&args.out.join("roc.png"), &evaluate::roc_image(&roc)?)
-        .map_err(anyhow::Error::msg)?;
+    spectrogram::save_png(
+        &args.out.join("roc.png"),
+        &evaluate::roc_image(&roc, &title)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     let by_score = |v: &[Scored], max: bool| {
         v.iter()
             .max_by(|a, b| {
