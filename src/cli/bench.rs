@@ -17,6 +17,11 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
     let mut config = load_config(arg)?;
     // The bench measures the station, not a PLC's round trips or the disk.
     config.plc.link = crate::config::PlcLink::Off;
+    // Nor the acoustic path: a part's verdict would wait for its post-trigger sound window, hiding the vision
+    // pipeline's overhead. `cargo bench --bench audio` measures the acoustic path.
+    if config.audio.take().is_some() {
+        println!("(acoustic scoring is off for this measurement; `cargo bench --bench audio` measures it)");
+    }
     let scratch = tempdir_in_data(&config.station.data_dir)?;
     config.record.database = scratch.join("bench.sqlite");
     config.record.images_dir = scratch.join("images");
