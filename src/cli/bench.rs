@@ -20,7 +20,9 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
     // Nor the acoustic path: a part's verdict would wait for its post-trigger sound window, hiding the vision
     // pipeline's overhead. `cargo bench --bench audio` measures the acoustic path.
     if config.audio.take().is_some() {
-        println!("(acoustic scoring is off for this measurement; `cargo bench --bench audio` measures it)");
+        println!(
+            "(acoustic scoring is off for this measurement; `cargo bench --bench audio` measures it)"
+        );
     }
     let scratch = tempdir_in_data(&config.station.data_dir)?;
     config.record.database = scratch.join("bench.sqlite");

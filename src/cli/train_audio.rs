@@ -36,6 +36,9 @@ pub struct TrainAudioArgs {
     /// FFT segment length in samples [default: ~21 ms as a power of two]
     #[arg(long)]
     fft_size: Option<usize>,
+    /// STFT / Welch hop in samples [default: half the FFT segment]
+    #[arg(long)]
+    fft_hop: Option<usize>,
     /// Threshold = this factor x the highest out-of-fold score of the normal windows
     #[arg(long, default_value_t = 1.25)]
     threshold_margin: f32,
@@ -50,6 +53,9 @@ pub fn train(args: &TrainAudioArgs) -> anyhow::Result<()> {
     if let Some(n) = args.fft_size {
         params.fft_size = n;
         params.hop = n / 2;
+    }
+    if let Some(h) = args.fft_hop {
+        params.hop = h;
     }
     let problems = params.problems();
     anyhow::ensure!(

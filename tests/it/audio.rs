@@ -483,8 +483,12 @@ fn null_sink(name: &str) {
         "pulseaudio is not installed: run `bash scripts/setup.sh` (pulseaudio pulseaudio-utils libasound2-plugins)"
     );
     if !running.unwrap().success() {
+        // Daemonised, with no handle on the test's output (a CI log reader must not wait for it).
         let started = Command::new("pulseaudio")
             .args(["-D", "--exit-idle-time=-1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(started.success(), "cannot start pulseaudio");
