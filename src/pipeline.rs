@@ -5,7 +5,7 @@
 //!                                    ▲   │                  │ fault              │ fault             │ scored/fault
 //!                                    │   │                  └────────────────────┴───── StageReport ─┘
 //!                                    └───┼───────────────────────────────────────────────────────────┘
-//!                                        ├──PlcJob──▶ PLC output task (Modbus) ──Actuated──┐
+//!                                        ├──PlcMsg──▶ PLC handshake task (Modbus) ──Actuated──┐
 //!                                        └──StoreMsg (Insert)──────────────────────────────┴─▶ record writer (SQLite)
 //! ```
 //!
@@ -31,12 +31,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::capture::{self, SourceError};
 use crate::clock::Clock;
-use crate::config::{Config, PlcLink};
+use crate::config::Config;
 use crate::decision::{Decision, Reason, Verdict};
 use crate::metrics::{Counters, Detection, Latencies, RunSummary, Spread, bump, read};
 use crate::model::{self, Model, ModelError, ModelInfo};
 use crate::part::{Frame, Job, Seq, Stage, StageReport, StageTimes};
-use crate::plc::{self, PlcJob, sim::SimPlc};
+use crate::plc::{self, PlcJob, PlcMsg};
 use crate::preprocess::{self, Preprocessor};
 use crate::store::{self, PartRecord, PlcOutcome, Store, StoreError, StoreMsg};
 use crate::trigger::{Trigger, TriggerError, TriggerEvent};
@@ -51,7 +51,7 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Trigger(#[from] TriggerError),
-    #[error("cannot start the simulated PLC: {0}")]
+    #[error("cannot start the PLC link (simulated PLC or Modbus server): {0}")]
     SimulatedPlc(std::io::Error),
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
@@ -115,34 +115,21 @@ pub async fn run(
     let (store_tx, store_rx) = mpsc::channel::<StoreMsg>(1024);
     let store_task = tokio::spawn(store::run_writer(store, store_rx));
 
-    let sim = match config.plc.link {
-        PlcLink::Simulated => Some(
-            SimPlc::start(config.plc.reject_coil)
-                .await
-                .map_err(PipelineError::SimulatedPlc)?,
-        ),
-        _ => None,
+    let plc = plc::start(
+        &config.plc,
+        &config.trigger,
+        depth,
+        counters.clone(),
+        clock,
+        store_tx.clone(),
+    )
+    .await
+    .map_err(PipelineError::SimulatedPlc)?;
+    let (plc_tx, plc_triggers, plc_task, plc_info) = match plc {
+        Some(h) => (Some(h.tx), h.triggers, Some(h.task), Some(h.info)),
+        None => (None, None, None, None),
     };
-    let plc_addr = match config.plc.link {
-        PlcLink::Simulated => sim.as_ref().map(|s| s.addr),
-        PlcLink::Tcp(addr) => Some(addr),
-        PlcLink::Off => None,
-    };
-    let (plc_tx, plc_task) = match plc_addr {
-        Some(addr) => {
-            let (tx, rx) = mpsc::channel::<PlcJob>(depth * 4);
-            let task = tokio::spawn(plc::run_output(
-                config.plc.clone(),
-                addr,
-                rx,
-                store_tx.clone(),
-                counters.clone(),
-                clock,
-            ));
-            (Some(tx), Some(task))
-        }
-        None => (None, None),
-    };
+    let plc_addr = plc_info.as_ref().map(|i| i.addr);
 
     // CPU stages, each on its own thread, joined by bounded channels.
     let progress: [Arc<AtomicU64>; 3] = Default::default();
@@ -175,7 +162,7 @@ pub async fn run(
         )?);
     }
 
-    let trigger = Trigger::bind(&config.trigger, &config.plc, counters.clone()).await?;
+    let trigger = Trigger::bind(&config.trigger, plc_triggers).await?;
     let http_trigger = trigger.http_addr();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (trigger_tx, trigger_rx) = mpsc::channel::<TriggerEvent>(depth);
@@ -206,6 +193,7 @@ pub async fn run(
         stop_tx,
         status_line: opts.status_line,
         started,
+        plc_status: plc_info.as_ref().map(|i| i.status.clone()),
     };
     orchestrator.run(trigger_rx, report_rx, shutdown).await;
 
@@ -235,7 +223,10 @@ pub async fn run(
         plc_outages: read(&c.plc_outages),
         plc_delivered: read(&c.plc_delivered),
         plc_undelivered: read(&c.plc_undelivered),
-        simulated_plc_pulses: sim.as_ref().map(SimPlc::reject_pulses),
+        simulated_plc_pulses: plc_info
+            .as_ref()
+            .and_then(|i| i.sim.as_ref())
+            .map(|s| s.reject_pulses()),
         detection,
         end_to_end: Spread::of(&latency.end_to_end),
         after_capture: Spread::of(&latency.after_capture),
@@ -299,7 +290,7 @@ struct Orchestrator {
     progress: [Arc<AtomicU64>; 3],
     capture_tx: Option<SyncSender<Job>>,
     store_tx: mpsc::Sender<StoreMsg>,
-    plc_tx: Option<mpsc::Sender<PlcJob>>,
+    plc_tx: Option<mpsc::Sender<PlcMsg>>,
     pending: VecDeque<Pending>,
     next_seq: Seq,
     detection: Detection,
@@ -307,6 +298,7 @@ struct Orchestrator {
     stop_tx: watch::Sender<bool>,
     status_line: bool,
     started: Instant,
+    plc_status: Option<plc::status::SharedStatus>,
 }
 
 impl Orchestrator {
@@ -365,6 +357,24 @@ impl Orchestrator {
             frame: None,
             tensor: Vec::new(),
         };
+        if let Some(plc_tx) = &self.plc_tx {
+            let msg = PlcMsg::Triggered {
+                seq,
+                part_id: self.part_id(seq),
+                at: event.at,
+                tag: event.tag,
+            };
+            if plc_tx.try_send(msg).is_err() {
+                tracing::warn!("part {seq}: PLC queue full; the reject gate does not know it");
+            }
+        }
+        if event.refused {
+            bump(&self.counters.overloaded);
+            let times = job.times;
+            self.finish(seq, times, Decision::fail_safe(Reason::PipelineOverloaded), None, None)
+                .await;
+            return;
+        }
         let Some(capture_tx) = &self.capture_tx else {
             return;
         };
@@ -395,6 +405,10 @@ impl Orchestrator {
                     .await;
             }
         }
+    }
+
+    fn part_id(&self, seq: Seq) -> String {
+        format!("{}-{seq:06}", self.run_id)
     }
 
     fn take_pending(&mut self, seq: Seq) -> Option<Pending> {
@@ -540,7 +554,7 @@ impl Orchestrator {
             }
             None => ("(no frame)".to_string(), None, None),
         };
-        let part_id = format!("{}-{seq:06}", self.run_id);
+        let part_id = self.part_id(seq);
         let wall = |t: Option<Instant>| t.map(|t| self.clock.wall_us(t));
         let record = PartRecord {
             part_id: part_id.clone(),
@@ -579,7 +593,7 @@ impl Orchestrator {
                 code: decision.result_code(),
                 reject: rejected,
             };
-            if let Err(e) = plc_tx.try_send(job) {
+            if let Err(e) = plc_tx.try_send(PlcMsg::Verdict(job)) {
                 bump(&self.counters.plc_undelivered);
                 let detail = match e {
                     mpsc::error::TrySendError::Full(_) => "PLC queue full",
@@ -616,6 +630,10 @@ impl Orchestrator {
             read(&c.overloaded),
             read(&c.plc_undelivered),
         );
+        let line = match &self.plc_status {
+            Some(status) => format!("{line}  |  {}", plc::status::read(status)),
+            None => line,
+        };
         if terminal {
             eprint!("\r{line}\x1b[K");
         } else {
