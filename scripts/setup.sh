@@ -5,12 +5,13 @@
 #   - ONNX Runtime 1.31 shared library from the `onnxruntime` wheel on PyPI, into .local/ (git-ignored), linked as
 #     .local/lib/libonnxruntime.so (the station's default lookup path).
 #   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator).
+#   - socat: the PLC tests link the station and a pymodbus RTU server through a pseudo-terminal pair.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv)
-PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 onnx==1.23.2 numpy)
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv socat)
+PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 pyserial==3.5 onnx==1.23.2 numpy)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -32,7 +33,7 @@ fi
 stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${PY_PACKAGES[*]}" ]; then
   echo "setup: installing Python packages: ${PY_PACKAGES[*]}"
-  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   echo "${PY_PACKAGES[*]}" > "$stamp"
 fi
 

@@ -572,6 +572,7 @@ impl Handshake {
                 } else {
                     self.out.diag.triggers = self.out.diag.triggers.wrapping_add(1);
                 }
+                tracing::debug!("PLC trigger: part ID {} (busy: {busy})", cmd.part_id);
                 match tx.try_send(event) {
                     Ok(()) => self.forwarded += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => {
