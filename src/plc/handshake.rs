@@ -7,7 +7,8 @@
 //!   never re-fires. A trigger while BUSY (`max_parts_in_flight` parts without a verdict) is refused: flagged,
 //!   counted, and the part is recorded REJECT `pipeline_overloaded` and rejected at the gate.
 //! - **Results** carry their own part's inspection counter (the trigger's sequence number) and part ID, so they
-//!   cannot lag one trigger. With `result_ack`, RESULT_READY stays set until the PLC sets RESULT_ACK; the station
+//!   cannot lag one trigger, and go out in trigger order (a fail-safe verdict that overtakes an inspected part
+//!   waits for it). With `result_ack`, RESULT_READY stays set until the PLC sets RESULT_ACK; the station
 //!   then clears RESULT_READY and shows the next result only after the PLC has dropped RESULT_ACK. Waiting results
 //!   queue in a buffer of `result_buffer`; a result that finds it full sets OVERRUN (latched) and is not delivered:
 //!   its part is rejected at the gate and recorded REJECT `plc_undelivered` (fail-safe).
@@ -384,14 +385,9 @@ impl Handshake {
                     code,
                     written: false,
                 };
-                if self.cfg.result_ack {
-                    self.queue.push_back(shown);
-                } else if let Some(old) = self.shown.replace(shown).filter(|old| !old.written) {
-                    self.settle_result(
-                        old.seq,
-                        Err("overwritten by the next result before the PLC could read it".into()),
-                    );
-                }
+                // In trigger order: a fail-safe verdict can overtake an inspected part's.
+                let at = self.queue.partition_point(|s| s.seq < shown.seq);
+                self.queue.insert(at, shown);
             }
         }
     }
@@ -622,9 +618,30 @@ impl Handshake {
         }
     }
 
+    /// The next result to show, when every part triggered before it has its verdict (results go out in
+    /// trigger order).
+    fn next_result(&mut self) -> Option<Shown> {
+        let seq = self.queue.front()?.seq;
+        if self.parts.range(..seq).any(|(_, p)| !p.verdict) {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
     fn compose(&mut self) {
-        if self.cfg.result_ack && self.shown.is_none() && !self.ack_wait_low {
-            self.shown = self.queue.pop_front();
+        if self.cfg.result_ack {
+            if self.shown.is_none() && !self.ack_wait_low {
+                self.shown = self.next_result();
+            }
+        } else {
+            while let Some(next) = self.next_result() {
+                if let Some(old) = self.shown.replace(next).filter(|old| !old.written) {
+                    self.settle_result(
+                        old.seq,
+                        Err("overwritten by the next result before the PLC could read it".into()),
+                    );
+                }
+            }
         }
         let busy = self.in_flight() >= self.cfg.max_parts_in_flight as u64;
         let o = &mut self.out;
