@@ -223,6 +223,9 @@ pub async fn run(
         plc_outages: read(&c.plc_outages),
         plc_delivered: read(&c.plc_delivered),
         plc_undelivered: read(&c.plc_undelivered),
+        plc_status: plc_info
+            .as_ref()
+            .map(|i| plc::status::read(&i.status).to_string()),
         simulated_plc_pulses: plc_info
             .as_ref()
             .and_then(|i| i.sim.as_ref())

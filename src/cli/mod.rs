@@ -6,6 +6,7 @@
 
 mod bench;
 mod generate;
+mod plc;
 mod run;
 mod validate;
 
@@ -60,6 +61,11 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         parts: u64,
     },
+    /// The PLC link: `station plc status`
+    Plc {
+        #[command(subcommand)]
+        command: PlcCommand,
+    },
     /// Write synthetic conveyor parts as PNG files (good/, scratch/, spot/, crack/) for replay and tests
     GenerateParts {
         /// Output folder
@@ -77,6 +83,18 @@ enum Command {
         /// Fraction of parts with a defect
         #[arg(long, default_value_t = 0.2)]
         defect_fraction: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlcCommand {
+    /// Connect to the PLC link and show link state, round trip p50/p99, heartbeats, buffer depth and faults
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How long to watch the registers
+        #[arg(long, default_value_t = 2.0, value_name = "S")]
+        seconds: f64,
     },
 }
 
@@ -141,6 +159,9 @@ pub fn main() -> i32 {
         } => run::run(&config, max_parts, quiet),
         Command::Validate { config } => validate::validate(&config),
         Command::Bench { config, parts } => bench::bench(&config, parts),
+        Command::Plc {
+            command: PlcCommand::Status { config, seconds },
+        } => plc::status(&config, seconds),
         Command::GenerateParts {
             out,
             masks,

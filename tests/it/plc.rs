@@ -229,6 +229,24 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
     );
     let (line, _) = start_line(&config, 30).await;
     sim.go();
+    // `station plc status` beside the running line: it reads the map from the PLC.
+    let file = dir.path().join("station.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_station"))
+            .args(["plc", "status", "--seconds", "1", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    println!("{text}");
+    for expected in ["link up", "round trip      p50", "heartbeats      station", "counters        triggers"] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    assert_eq!(text.matches("changed").count(), 2, "both heartbeats count: {text}");
     let report = report_of(sim);
     let summary = finish(line).await;
     let rows = rows(&config);
