@@ -136,6 +136,15 @@ struct RawPlc {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRecipe {
+    number: Option<u16>,
+    model_dir: Option<PathBuf>,
+    threshold: Option<f32>,
+    roi: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRecord {
     database: Option<PathBuf>,
     images_dir: Option<PathBuf>,
@@ -157,6 +166,16 @@ pub struct Config {
     pub decision: DecisionConfig,
     pub plc: PlcConfig,
     pub record: RecordConfig,
+    /// `[[recipe]]`: what the PLC's recipe number selects (see docs/PLC.md).
+    pub recipes: Vec<RecipeConfig>,
+}
+
+/// One recipe: the model, threshold and ROI a recipe number selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipeConfig {
+    pub number: u16,
+    pub model: ModelConfig,
+    pub preprocess: PreprocessConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -351,6 +370,7 @@ impl Config {
             "decision",
             "plc",
             "record",
+            "recipe",
         ];
         for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             v.problem(
@@ -366,6 +386,7 @@ impl Config {
         let decision: RawDecision = v.section(&table, "decision");
         let plc: RawPlc = v.section(&table, "plc");
         let record: RawRecord = v.section(&table, "record");
+        let recipes: Vec<RawRecipe> = v.section(&table, "recipe");
 
         let station = v.station(station);
         let plc = v.plc(plc, station.queue_depth);
@@ -375,6 +396,7 @@ impl Config {
         let model = v.model(model);
         let decision = v.decision(decision);
         let record = v.record(record, &station.data_dir);
+        let recipes = v.recipes(recipes, &model, &preprocess);
         if !v.problems.is_empty() {
             return Err(invalid(v.problems));
         }
@@ -388,6 +410,7 @@ impl Config {
             decision,
             plc,
             record,
+            recipes,
         })
     }
 }
@@ -629,7 +652,51 @@ impl Validator {
     }
 
     fn preprocess(&mut self, raw: RawPreprocess) -> PreprocessConfig {
-        let roi = raw.roi.and_then(|r| {
+        PreprocessConfig {
+            roi: self.roi("preprocess.roi", raw.roi),
+        }
+    }
+
+    fn recipes(
+        &mut self,
+        raw: Vec<RawRecipe>,
+        model: &ModelConfig,
+        preprocess: &PreprocessConfig,
+    ) -> Vec<RecipeConfig> {
+        let mut recipes: Vec<RecipeConfig> = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let field = |name: &str| format!("recipe[{i}].{name}");
+            let number = match r.number {
+                Some(0) | None => {
+                    self.problem(&field("number"), "required: a recipe number from 1 to 65535");
+                    continue;
+                }
+                Some(n) => n,
+            };
+            if recipes.iter().any(|other| other.number == number) {
+                self.problem(&field("number"), format!("recipe {number} is defined twice"));
+            }
+            if let Some(t) = r.threshold.filter(|t| !t.is_finite()) {
+                self.problem(&field("threshold"), format!("expected a finite number, got {t}"));
+            }
+            let roi = self.roi(&field("roi"), r.roi);
+            recipes.push(RecipeConfig {
+                number,
+                model: ModelConfig {
+                    dir: r.model_dir.map_or_else(|| model.dir.clone(), |d| self.path(d)),
+                    threshold: r.threshold.or(model.threshold),
+                    threads: model.threads,
+                },
+                preprocess: PreprocessConfig {
+                    roi: roi.or(preprocess.roi),
+                },
+            });
+        }
+        recipes
+    }
+
+    fn roi(&mut self, field: &str, raw: Option<Vec<i64>>) -> Option<Roi> {
+        raw.and_then(|r| {
             let fits = |v: i64| i32::try_from(v).ok();
             match r.as_slice() {
                 [x, y, w, h] if *x >= 0 && *y >= 0 && *w > 0 && *h > 0 => Some(Roi {
@@ -640,14 +707,13 @@ impl Validator {
                 }),
                 _ => {
                     self.problem(
-                        "preprocess.roi",
+                        field,
                         format!("expected [x, y, width, height] with x, y >= 0 and width, height > 0, got {r:?}"),
                     );
                     None
                 }
             }
-        });
-        PreprocessConfig { roi }
+        })
     }
 
     fn model(&mut self, raw: RawModel) -> ModelConfig {

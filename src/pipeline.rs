@@ -38,6 +38,7 @@ use crate::model::{self, Model, ModelError, ModelInfo};
 use crate::part::{Frame, Job, Seq, Stage, StageReport, StageTimes};
 use crate::plc::{self, PlcJob, PlcMsg};
 use crate::preprocess::{self, Preprocessor};
+use crate::recipe;
 use crate::store::{self, PartRecord, PlcOutcome, Store, StoreError, StoreMsg};
 use crate::trigger::{Trigger, TriggerError, TriggerEvent};
 
@@ -115,9 +116,11 @@ pub async fn run(
     let (store_tx, store_rx) = mpsc::channel::<StoreMsg>(1024);
     let store_task = tokio::spawn(store::run_writer(store, store_rx));
 
+    let recipe_numbers: Vec<u16> = config.recipes.iter().map(|r| r.number).collect();
     let plc = plc::start(
         &config.plc,
         &config.trigger,
+        &recipe_numbers,
         depth,
         counters.clone(),
         clock,
@@ -125,10 +128,11 @@ pub async fn run(
     )
     .await
     .map_err(PipelineError::SimulatedPlc)?;
-    let (plc_tx, plc_triggers, plc_task, plc_info) = match plc {
-        Some(h) => (Some(h.tx), h.triggers, Some(h.task), Some(h.info)),
-        None => (None, None, None, None),
+    let (plc_tx, plc_triggers, plc_recipes, plc_task, plc_info) = match plc {
+        Some(h) => (Some(h.tx), h.triggers, h.recipes, Some(h.task), Some(h.info)),
+        None => (None, None, None, None, None),
     };
+    let recipes_rx = recipe::start_loader(config, plc_recipes);
     let plc_addr = plc_info.as_ref().map(|i| i.addr);
 
     // CPU stages, each on its own thread, joined by bounded channels.
@@ -137,6 +141,8 @@ pub async fn run(
     let (capture_tx, capture_rx) = sync_channel::<Job>(depth);
     let (pre_tx, pre_rx) = sync_channel::<Job>(depth);
     let (infer_tx, infer_rx) = sync_channel::<Job>(depth);
+    let (pre_switch_tx, pre_switch_rx) = std::sync::mpsc::channel();
+    let (model_switch_tx, model_switch_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
     let spawn = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
@@ -153,12 +159,18 @@ pub async fn run(
         let (reports, done) = (report_tx.clone(), progress[1].clone());
         threads.push(spawn(
             "preprocess",
-            Box::new(move || preprocess::run_worker(pre, pre_rx, infer_tx, reports, done)),
+            Box::new(move || {
+                let switches = recipe::Pending::new(pre_switch_rx);
+                preprocess::run_worker(pre, pre_rx, infer_tx, reports, done, switches)
+            }),
         )?);
         let (reports, done) = (report_tx, progress[2].clone());
         threads.push(spawn(
             "inference",
-            Box::new(move || model::run_worker(model, infer_rx, reports, done)),
+            Box::new(move || {
+                let switches = recipe::Pending::new(model_switch_rx);
+                model::run_worker(model, infer_rx, reports, done, switches)
+            }),
         )?);
     }
 
@@ -179,7 +191,11 @@ pub async fn run(
         clock,
         run_id,
         deadline: Duration::from_millis(config.decision.deadline_ms),
-        info,
+        infos: vec![(1, info)],
+        switches: recipe::Switches {
+            preprocess: pre_switch_tx,
+            inference: model_switch_tx,
+        },
         save_passed_every: config.record.save_passed_every,
         counters: counters.clone(),
         progress,
@@ -195,7 +211,9 @@ pub async fn run(
         started,
         plc_status: plc_info.as_ref().map(|i| i.status.clone()),
     };
-    orchestrator.run(trigger_rx, report_rx, shutdown).await;
+    orchestrator
+        .run(trigger_rx, report_rx, recipes_rx, shutdown)
+        .await;
 
     // Drain: no more parts; let the workers, the PLC queue and the record writer finish.
     // Consuming the orchestrator closes its senders: capture (workers exit), PLC, and its record-writer handle.
@@ -286,7 +304,9 @@ struct Orchestrator {
     clock: Clock,
     run_id: i64,
     deadline: Duration,
-    info: ModelInfo,
+    /// The model info (threshold) in force from each part on: one entry per recipe switch.
+    infos: Vec<(Seq, ModelInfo)>,
+    switches: recipe::Switches,
     save_passed_every: u64,
     counters: Arc<Counters>,
     /// Last sequence number each CPU stage finished: capture, preprocess, inference.
@@ -313,6 +333,7 @@ impl Orchestrator {
         &mut self,
         mut triggers: mpsc::Receiver<TriggerEvent>,
         mut reports: mpsc::Receiver<StageReport>,
+        mut recipes: mpsc::Receiver<recipe::LoadResult>,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -343,6 +364,7 @@ impl Orchestrator {
                     tracing::info!("stopping: finishing {} part(s) in flight", self.pending.len());
                     let _ = self.stop_tx.send(true);
                 }
+                Some(loaded) = recipes.recv() => self.on_recipe(loaded),
                 _ = status.tick(), if self.status_line => self.print_status(terminal),
             }
         }
@@ -410,6 +432,46 @@ impl Orchestrator {
         }
     }
 
+    /// The model info of the recipe part `seq` was triggered under.
+    fn info_for(&self, seq: Seq) -> &ModelInfo {
+        let at = self.infos.partition_point(|(from, _)| *from <= seq);
+        &self.infos[at.saturating_sub(1)].1
+    }
+
+    /// A recipe was loaded (or failed to): it applies from the next part on, in every stage at once.
+    fn on_recipe(&mut self, loaded: recipe::LoadResult) {
+        let (number, ok) = match loaded {
+            Ok(l) => {
+                let from = self.next_seq;
+                let info = l.model.info.clone();
+                let sent = self.switches.preprocess.send((from, l.preprocessor)).is_ok()
+                    && self.switches.inference.send((from, l.model)).is_ok();
+                if sent {
+                    tracing::info!(
+                        "recipe {} ({} v{}, threshold {}) in force from part {from}",
+                        l.number,
+                        info.name,
+                        info.version,
+                        info.threshold
+                    );
+                    let oldest = self.pending.front().map_or(from, |p| p.seq);
+                    while self.infos.len() > 1 && self.infos[1].0 <= oldest {
+                        self.infos.remove(0);
+                    }
+                    self.infos.push((from, info));
+                }
+                (l.number, sent)
+            }
+            Err((number, detail)) => {
+                tracing::error!("recipe {number} refused: {detail}");
+                (number, false)
+            }
+        };
+        if let Some(plc_tx) = &self.plc_tx {
+            let _ = plc_tx.try_send(PlcMsg::Recipe { number, ok });
+        }
+    }
+
     fn part_id(&self, seq: Seq) -> String {
         format!("{}-{seq:06}", self.run_id)
     }
@@ -440,7 +502,7 @@ impl Orchestrator {
                 inference,
                 ..
             } => {
-                let decision = Decision::judge(inference.score, self.info.threshold);
+                let decision = Decision::judge(inference.score, self.info_for(seq).threshold);
                 self.finish(seq, times, decision, Some(frame), Some(inference.score))
                     .await;
             }
@@ -573,7 +635,7 @@ impl Orchestrator {
             verdict: decision.verdict,
             reasons_json: decision.reasons_json(),
             result_code: decision.result_code() as u16,
-            model: self.info.clone(),
+            model: self.info_for(seq).clone(),
             plc_status: if self.plc_tx.is_some() {
                 "pending"
             } else {

@@ -59,6 +59,8 @@ pub struct PlcHandle {
     pub tx: Sender<PlcMsg>,
     /// PLC triggers, when `trigger.kind = "plc"`.
     pub triggers: Option<Receiver<TriggerEvent>>,
+    /// Recipe numbers the PLC selected (known ones only), when recipes are configured.
+    pub recipes: Option<Receiver<u16>>,
     pub task: JoinHandle<()>,
     pub info: PlcInfo,
 }
@@ -76,6 +78,7 @@ pub struct PlcInfo {
 pub async fn start(
     config: &PlcConfig,
     trigger: &TriggerConfig,
+    recipes: &[u16],
     queue_depth: usize,
     counters: Arc<Counters>,
     clock: Clock,
@@ -141,6 +144,12 @@ pub async fn start(
         }
         None => (None, None),
     };
+    let (recipe_tx, recipe_rx) = if recipes.is_empty() {
+        (None, None)
+    } else {
+        let (t, r) = mpsc::channel(4);
+        (Some(t), Some(r))
+    };
     let shared: SharedStatus = Arc::new(Mutex::new(PlcStatus::default()));
     let now = Instant::now();
     let hs = Handshake {
@@ -152,6 +161,9 @@ pub async fn start(
         transport,
         input,
         trigger_tx,
+        recipe_tx,
+        known_recipes: recipes.to_vec(),
+        requested_recipe: 0,
         store,
         counters,
         clock,
@@ -184,6 +196,7 @@ pub async fn start(
     Ok(Some(PlcHandle {
         tx,
         triggers,
+        recipes: recipe_rx,
         task,
         info: PlcInfo {
             status: shared,
@@ -228,6 +241,10 @@ struct Handshake {
     /// Where the trigger bit is, when the PLC triggers.
     input: Option<(PlcInputKind, u16)>,
     trigger_tx: Option<Sender<TriggerEvent>>,
+    recipe_tx: Option<Sender<u16>>,
+    known_recipes: Vec<u16>,
+    /// The recipe number last asked for by the PLC (0: none).
+    requested_recipe: u16,
     store: Sender<StoreMsg>,
     counters: Arc<Counters>,
     clock: Clock,
@@ -336,6 +353,13 @@ impl Handshake {
                         failures: Vec::new(),
                     },
                 );
+            }
+            PlcMsg::Recipe { number, ok } => {
+                if ok {
+                    self.out.recipe = number;
+                } else {
+                    self.fault = Fault::UnknownRecipe;
+                }
             }
             PlcMsg::Verdict(job) => {
                 self.verdicts += 1;
@@ -582,6 +606,25 @@ impl Handshake {
                 }
             }
             self.trigger_high = high;
+        }
+        // Recipe select (0: no request).
+        if cmd.recipe != 0 && cmd.recipe != self.requested_recipe {
+            self.requested_recipe = cmd.recipe;
+            match &self.recipe_tx {
+                Some(tx) if self.known_recipes.contains(&cmd.recipe) => {
+                    if tx.try_send(cmd.recipe).is_err() {
+                        tracing::error!("PLC: recipe {} not requested: loader busy", cmd.recipe);
+                        self.fault = Fault::UnknownRecipe;
+                    }
+                }
+                _ => {
+                    tracing::warn!(
+                        "PLC asks for recipe {}, which is not configured ([[recipe]]): refused",
+                        cmd.recipe
+                    );
+                    self.fault = Fault::UnknownRecipe;
+                }
+            }
         }
         // Result handshake.
         let ack = cmd.has(command::RESULT_ACK);

@@ -64,6 +64,8 @@ pub enum PlcMsg {
     },
     /// A part's verdict.
     Verdict(PlcJob),
+    /// A recipe the PLC asked for is in force from the next part on (`ok`), or was refused.
+    Recipe { number: u16, ok: bool },
 }
 
 /// Runs a Modbus call under a timeout, folding "timed out", "link broke" and "device refused" into one message.

@@ -49,6 +49,8 @@ pub struct Report {
     pub pulses: Vec<(f64, Option<f64>)>,
     pub seen: Seen,
     pub station_heartbeats: usize,
+    /// The active recipe register's successive values.
+    pub recipes: Vec<u16>,
 }
 
 const OVERRUN: u16 = 1 << 4;
@@ -478,4 +480,54 @@ async fn a_part_that_reaches_the_gate_before_its_verdict_is_rejected_fail_safe()
         assert_eq!((row.result_code, shown.code), (4, 4), "reject fail-safe on both sides");
     }
     assert!(report.seen.faults.contains(&5), "{:?}", report.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plc_recipe_switches_model_threshold_and_roi_between_parts() {
+    // Recipe 2 rejects everything, recipe 1 passes everything; 9 is not configured.
+    let mut sim = Sim::start(json!({"role": "server", "parts": 30, "period_ms": 100, "wait_for_go": true,
+                                    "recipe_at": [[0, 2], [1500, 9], [2000, 1]], "run_s": 30}));
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             [[recipe]]\nnumber = 1\nthreshold = 1000000.0\nroi = [0, 0, 320, 320]\n\
+             [[recipe]]\nnumber = 2\nthreshold = -1000000.0\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 30).await;
+    sim.go();
+    let report = report_of(sim);
+    let summary = finish(line).await;
+    assert_eq!(summary.parts, 30, "{summary}");
+    let rows = rows(&config);
+    assert_results_match(&report, &rows);
+    // Each part is judged wholly by one recipe, and recipes follow each other in the order asked for.
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let judged: Vec<(f64, String)> = conn
+        .prepare("SELECT threshold, verdict FROM parts ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut phases: Vec<f64> = Vec::new();
+    for (threshold, verdict) in &judged {
+        if phases.last() != Some(threshold) {
+            phases.push(*threshold);
+        }
+        match *threshold {
+            t if t < -1.0 => assert_eq!(verdict, "REJECT"),
+            t if t > 1000.0 => assert_eq!(verdict, "PASS"),
+            _ => {}
+        }
+    }
+    let recipe_phases: Vec<f64> = phases.iter().copied().filter(|t| t.abs() > 1000.0).collect();
+    assert_eq!(recipe_phases, [-1e6, 1e6], "{phases:?}");
+    assert!(phases.len() <= 3, "no going back and forth: {phases:?}");
+    // Acknowledged back; the unknown one refused with fault 4 while recipe 2 stayed in force.
+    assert_eq!(report.recipes, [0, 2, 1], "{:?}", report.recipes);
+    assert!(report.seen.faults.contains(&4), "{:?}", report.seen);
 }

@@ -12,7 +12,7 @@ is held `hold_first_ms` for the first part; the next one rises only after TRIGGE
 saw: each result (once per RESULT_READY phase, or each new one without acknowledge), reject coil edges, and the
 status bits, depth and faults. Faults on demand: `cut_at_s`/`cut_for_s` drops the link (server: closes the
 server and its connections; client: disconnects), `heartbeat_stop_s` stops the heartbeat, `reset_at_s` pulses
-fault reset. It ends after `run_s`, or once every part's result came (plus `linger_s`), and prints one line:
+fault reset; `recipe_at` ([[ms, number], ...]) writes recipe numbers. It ends after `run_s`, or once every part's result came (plus `linger_s`), and prints one line:
 `RESULT {json}` with times in ms since the simulator started (one clock for triggers, pulses and results).
 """
 
@@ -180,6 +180,7 @@ async def program(io, s):
     reset_at = s.get("reset_at_s")
     last_beat, last_shown, done_at = 0, None, None
     station_beats = set()
+    recipes = []
     status = None
     while now_ms() < s.get("run_s", 10) * 1e3:
         t = now_ms()
@@ -193,6 +194,9 @@ async def program(io, s):
             last_beat = t
         enc = int(t * s.get("counts_per_ms", 10)) & 0xFFFFFFFF
         cmd[4], cmd[5] = enc >> 16, enc & 0xFFFF
+        for at_ms, number in s.get("recipe_at", []):
+            if t >= at_ms:
+                cmd[3] = number
         if reset_at is not None and t >= reset_at * 1e3:
             cmd[0] |= FAULT_RESET
             if t >= reset_at * 1e3 + 100:
@@ -210,6 +214,8 @@ async def program(io, s):
         seen["faults"].add(status[6])
         seen["diag"] = status[9:16]
         station_beats.add(status[7])
+        if not recipes or recipes[-1] != status[8]:
+            recipes.append(status[8])
         # Trigger.
         # The next trigger only once the station has dropped TRIGGER_ACK: it has seen the bit low.
         if raised_at is None and index < parts and t >= next_trigger and not word & TRIGGER_ACK:
@@ -260,6 +266,7 @@ async def program(io, s):
         "pulses": pulses(io.edges),
         "seen": seen,
         "station_heartbeats": len(station_beats),
+        "recipes": recipes,
         "final_status": status,
     }
 
