@@ -548,7 +548,9 @@ impl Validator {
                         PlcInputKind::Command
                     }
                 };
-                if input_kind == PlcInputKind::DiscreteInput && matches!(plc.link, PlcLink::Serve(_)) {
+                if input_kind == PlcInputKind::DiscreteInput
+                    && matches!(plc.link, PlcLink::Serve(_))
+                {
                     self.problem(
                         "trigger.input_kind",
                         "a PLC cannot write the station's discrete inputs: use \"command\" or \"coil\" with plc.role = \"server\"",
@@ -668,22 +670,33 @@ impl Validator {
             let field = |name: &str| format!("recipe[{i}].{name}");
             let number = match r.number {
                 Some(0) | None => {
-                    self.problem(&field("number"), "required: a recipe number from 1 to 65535");
+                    self.problem(
+                        &field("number"),
+                        "required: a recipe number from 1 to 65535",
+                    );
                     continue;
                 }
                 Some(n) => n,
             };
             if recipes.iter().any(|other| other.number == number) {
-                self.problem(&field("number"), format!("recipe {number} is defined twice"));
+                self.problem(
+                    &field("number"),
+                    format!("recipe {number} is defined twice"),
+                );
             }
             if let Some(t) = r.threshold.filter(|t| !t.is_finite()) {
-                self.problem(&field("threshold"), format!("expected a finite number, got {t}"));
+                self.problem(
+                    &field("threshold"),
+                    format!("expected a finite number, got {t}"),
+                );
             }
             let roi = self.roi(&field("roi"), r.roi);
             recipes.push(RecipeConfig {
                 number,
                 model: ModelConfig {
-                    dir: r.model_dir.map_or_else(|| model.dir.clone(), |d| self.path(d)),
+                    dir: r
+                        .model_dir
+                        .map_or_else(|| model.dir.clone(), |d| self.path(d)),
                     threshold: r.threshold.or(model.threshold),
                     threads: model.threads,
                 },
@@ -775,7 +788,10 @@ impl Validator {
                 )
             }),
             None => {
-                v.problem(field, format!("required with kind = \"tcp\", role = \"{role}\""));
+                v.problem(
+                    field,
+                    format!("required with kind = \"tcp\", role = \"{role}\""),
+                );
                 Err(())
             }
         };
@@ -804,8 +820,13 @@ impl Validator {
                 let mut unused = vec![("listen", raw.listen.is_some())];
                 unused.extend(serial);
                 self.unused("plc", kind, &unused);
-                address(self, "plc.address", raw.address.as_deref(), "192.168.0.10:502")
-                    .map_or(PlcLink::Off, PlcLink::Tcp)
+                address(
+                    self,
+                    "plc.address",
+                    raw.address.as_deref(),
+                    "192.168.0.10:502",
+                )
+                .map_or(PlcLink::Off, PlcLink::Tcp)
             }
             "rtu" => {
                 self.unused(
@@ -878,7 +899,10 @@ impl Validator {
             }
             (Some(ms), None) => RejectTiming::DelayMs(ms),
             (None, Some(0)) => {
-                self.problem("plc.reject_distance_counts", "expected a positive number, got 0");
+                self.problem(
+                    "plc.reject_distance_counts",
+                    "expected a positive number, got 0",
+                );
                 RejectTiming::OnVerdict
             }
             (None, Some(counts)) => RejectTiming::DistanceCounts(counts),
@@ -895,9 +919,15 @@ impl Validator {
         let result_register = raw.result_register.unwrap_or(0);
         let command_register = raw.command_register.unwrap_or(32);
         let overlap = |a: u16, alen: u16, b: u16, blen: u16| {
-            u32::from(a) < u32::from(b) + u32::from(blen) && u32::from(b) < u32::from(a) + u32::from(alen)
+            u32::from(a) < u32::from(b) + u32::from(blen)
+                && u32::from(b) < u32::from(a) + u32::from(alen)
         };
-        if overlap(result_register, crate::plc::map::STATUS_LEN, command_register, crate::plc::map::COMMAND_LEN) {
+        if overlap(
+            result_register,
+            crate::plc::map::STATUS_LEN,
+            command_register,
+            crate::plc::map::COMMAND_LEN,
+        ) {
             self.problem(
                 "plc.command_register",
                 format!(
@@ -908,11 +938,22 @@ impl Validator {
             );
         }
         for (field, base, len) in [
-            ("plc.result_register", result_register, crate::plc::map::STATUS_LEN),
-            ("plc.command_register", command_register, crate::plc::map::COMMAND_LEN),
+            (
+                "plc.result_register",
+                result_register,
+                crate::plc::map::STATUS_LEN,
+            ),
+            (
+                "plc.command_register",
+                command_register,
+                crate::plc::map::COMMAND_LEN,
+            ),
         ] {
             if u32::from(base) + u32::from(len) > 65536 {
-                self.problem(field, format!("the block of {len} registers must end below 65536, got {base}"));
+                self.problem(
+                    field,
+                    format!("the block of {len} registers must end below 65536, got {base}"),
+                );
             }
         }
         PlcConfig {

@@ -129,7 +129,13 @@ pub async fn run(
     .await
     .map_err(PipelineError::SimulatedPlc)?;
     let (plc_tx, plc_triggers, plc_recipes, plc_task, plc_info) = match plc {
-        Some(h) => (Some(h.tx), h.triggers, h.recipes, Some(h.task), Some(h.info)),
+        Some(h) => (
+            Some(h.tx),
+            h.triggers,
+            h.recipes,
+            Some(h.task),
+            Some(h.info),
+        ),
         None => (None, None, None, None, None),
     };
     let recipes_rx = recipe::start_loader(config, plc_recipes);
@@ -396,8 +402,14 @@ impl Orchestrator {
         if event.refused {
             bump(&self.counters.overloaded);
             let times = job.times;
-            self.finish(seq, times, Decision::fail_safe(Reason::PipelineOverloaded), None, None)
-                .await;
+            self.finish(
+                seq,
+                times,
+                Decision::fail_safe(Reason::PipelineOverloaded),
+                None,
+                None,
+            )
+            .await;
             return;
         }
         let Some(capture_tx) = &self.capture_tx else {
@@ -444,7 +456,11 @@ impl Orchestrator {
             Ok(l) => {
                 let from = self.next_seq;
                 let info = l.model.info.clone();
-                let sent = self.switches.preprocess.send((from, l.preprocessor)).is_ok()
+                let sent = self
+                    .switches
+                    .preprocess
+                    .send((from, l.preprocessor))
+                    .is_ok()
                     && self.switches.inference.send((from, l.model)).is_ok();
                 if sent {
                     tracing::info!(

@@ -96,4 +96,3 @@ impl<T> Pending<T> {
         due
     }
 }
-

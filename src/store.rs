@@ -57,10 +57,16 @@ pub struct PartRecord {
 /// What the PLC stage reports back for a part.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlcOutcome {
-    Delivered { actuated_us: i64 },
-    Undelivered { detail: String },
+    Delivered {
+        actuated_us: i64,
+    },
+    Undelivered {
+        detail: String,
+    },
     /// The part reached the reject gate before its verdict and was rejected fail-safe there.
-    RejectedAtGate { detail: String },
+    RejectedAtGate {
+        detail: String,
+    },
 }
 
 pub enum StoreMsg {

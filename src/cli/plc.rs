@@ -49,7 +49,11 @@ impl Watched {
                 window.as_secs_f64(),
                 now.duration_since(w.changed).as_millis()
             ),
-            Some(w) => format!("{} (NOT changing for {:.1} s)", w.value, window.as_secs_f64()),
+            Some(w) => format!(
+                "{} (NOT changing for {:.1} s)",
+                w.value,
+                window.as_secs_f64()
+            ),
             None => "-".into(),
         }
     }

@@ -45,7 +45,8 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
                 println!("ok  plc server: the station can listen on {listen} for the PLC");
             }
             link => {
-                let endpoint = Endpoint::of(link).ok_or_else(|| PlcUnreachable("no endpoint".into()))?;
+                let endpoint =
+                    Endpoint::of(link).ok_or_else(|| PlcUnreachable("no endpoint".into()))?;
                 plc::probe(plc, &endpoint).await.map_err(PlcUnreachable)?;
                 println!("ok  plc {endpoint} answered (unit {})", plc.unit_id);
             }

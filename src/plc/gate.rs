@@ -233,7 +233,10 @@ mod tests {
         g.part(7, t0, 0);
         assert_eq!(g.advance(t0 + 50 * MS, None), [AtGate::FailSafe(7)]);
         assert!(g.coil(t0 + 55 * MS));
-        assert_eq!(g.verdict(7, false, t0 + 80 * MS), OnVerdict::AlreadyRejected);
+        assert_eq!(
+            g.verdict(7, false, t0 + 80 * MS),
+            OnVerdict::AlreadyRejected
+        );
         assert_eq!(g.verdict(7, false, t0 + 81 * MS), OnVerdict::Unknown);
     }
 
@@ -248,7 +251,10 @@ mod tests {
         g.advance(t0, None);
         g.advance(t0 + 10 * MS, None);
         assert_eq!((g.pulses, g.merged), (1, 1));
-        assert!(g.coil(t0 + 39 * MS), "extended to 30 ms after the second part");
+        assert!(
+            g.coil(t0 + 39 * MS),
+            "extended to 30 ms after the second part"
+        );
         assert!(!g.coil(t0 + 40 * MS));
     }
 
@@ -258,7 +264,10 @@ mod tests {
         let mut g = Gate::new(RejectTiming::DistanceCounts(500), 10 * MS);
         g.part(1, t0, u32::MAX - 100);
         g.verdict(1, true, t0);
-        assert!(g.advance(t0, Some(u32::MAX - 102)).is_empty(), "jitter back");
+        assert!(
+            g.advance(t0, Some(u32::MAX - 102)).is_empty(),
+            "jitter back"
+        );
         assert!(g.advance(t0, Some(398)).is_empty(), "499 counts");
         assert_eq!(g.next_change(t0), None, "encoder slots have no time");
         assert_eq!(g.advance(t0, Some(399)), [AtGate::Rejected(1)]);

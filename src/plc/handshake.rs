@@ -632,7 +632,9 @@ impl Handshake {
             if !ack {
                 self.ack_wait_low = false;
             }
-            let acked = self.shown.filter(|s| s.written && ack && !self.ack_wait_low);
+            let acked = self
+                .shown
+                .filter(|s| s.written && ack && !self.ack_wait_low);
             if let Some(shown) = acked {
                 self.shown = None;
                 self.ack_wait_low = true;
@@ -647,7 +649,8 @@ impl Handshake {
             return;
         }
         let since = self.plc_heartbeat.map_or(self.started, |(_, t)| t);
-        let limit = Duration::from_millis(self.cfg.heartbeat_ms * u64::from(self.cfg.heartbeat_missed));
+        let limit =
+            Duration::from_millis(self.cfg.heartbeat_ms * u64::from(self.cfg.heartbeat_missed));
         if now.duration_since(since) > limit {
             self.heartbeat_lost = true;
             self.fault = Fault::HeartbeatLost;
@@ -693,7 +696,10 @@ impl Handshake {
         o.set(status::TRIGGER_ACK, self.trigger_high);
         o.set(status::RESULT_READY, self.shown.is_some());
         o.set(status::OVERRUN, self.overrun);
-        o.set(status::ALARM, self.fault != Fault::None || self.heartbeat_lost);
+        o.set(
+            status::ALARM,
+            self.fault != Fault::None || self.heartbeat_lost,
+        );
         o.set(status::TRIGGER_REFUSED, self.refused);
         o.set(status::HEARTBEAT_LOST, self.heartbeat_lost);
         if let Some(s) = &self.shown {

@@ -112,15 +112,16 @@ impl std::fmt::Display for Endpoint {
 /// Opens a Modbus connection (TCP, or RTU on a serial port) under a timeout.
 pub async fn connect(endpoint: &Endpoint, unit_id: u8, limit: Duration) -> Result<Context, String> {
     match endpoint {
-        Endpoint::Tcp(addr) => match timeout(limit, tcp::connect_slave(*addr, Slave(unit_id))).await
-        {
-            Err(_) => Err(format!(
-                "connect to {addr}: no answer within {} ms",
-                limit.as_millis()
-            )),
-            Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
-            Ok(Ok(ctx)) => Ok(ctx),
-        },
+        Endpoint::Tcp(addr) => {
+            match timeout(limit, tcp::connect_slave(*addr, Slave(unit_id))).await {
+                Err(_) => Err(format!(
+                    "connect to {addr}: no answer within {} ms",
+                    limit.as_millis()
+                )),
+                Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
+                Ok(Ok(ctx)) => Ok(ctx),
+            }
+        }
         Endpoint::Rtu(r) => {
             let parity = match r.parity {
                 Parity::None => tokio_serial::Parity::None,

@@ -134,7 +134,10 @@ async fn start_line(
     config: &Config,
     max_parts: u64,
 ) -> (tokio::task::JoinHandle<RunSummary>, Ready) {
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
     let (ready_tx, ready_rx) = oneshot::channel();
     let cfg = config.clone();
     let line = tokio::spawn(async move {
@@ -169,9 +172,15 @@ fn assert_results_match(report: &Report, rows: &[Row]) {
     assert_eq!(report.results.len(), rows.len(), "{:?}", report.results);
     for (i, (shown, row)) in report.results.iter().zip(rows).enumerate() {
         assert_eq!(shown.counter, row.seq as u16, "result {i}: {shown:?}");
-        assert_eq!(shown.code, row.result_code, "result {i}: {shown:?} vs {row:?}");
+        assert_eq!(
+            shown.code, row.result_code,
+            "result {i}: {shown:?} vs {row:?}"
+        );
         if let Some(trigger) = report.triggers.get(i) {
-            assert_eq!(shown.part_id, trigger.part_id, "result {i} carries another part's ID");
+            assert_eq!(
+                shown.part_id, trigger.part_id,
+                "result {i} carries another part's ID"
+            );
         }
     }
 }
@@ -218,8 +227,10 @@ fn spread(name: &str, mut ms: Vec<f64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_time() {
-    let mut sim = Sim::start(json!({"role": "server", "parts": 30, "period_ms": 90, "wait_for_go": true, "linger_s": 1.5,
-                                    "run_s": 30}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 30, "period_ms": 90, "wait_for_go": true, "linger_s": 1.5,
+                                    "run_s": 30}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -243,12 +254,25 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
     .await
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
-    for expected in ["link up", "round trip      p50", "heartbeats      station", "counters        triggers"] {
+    for expected in [
+        "link up",
+        "round trip      p50",
+        "heartbeats      station",
+        "counters        triggers",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in {text}");
     }
-    assert_eq!(text.matches("changed").count(), 2, "both heartbeats count: {text}");
+    assert_eq!(
+        text.matches("changed").count(),
+        2,
+        "both heartbeats count: {text}"
+    );
     let report = report_of(sim);
     let summary = finish(line).await;
     let rows = rows(&config);
@@ -257,10 +281,20 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
     assert!(rows.iter().all(|r| r.plc_status == "delivered"));
     assert_results_match(&report, &rows);
     let latencies = assert_pulses_on_time(&report, 1000.0);
-    spread("client role: trigger to reject output (configured 1000 ms)", latencies);
-    assert!(report.station_heartbeats > 10, "the station heartbeat counts");
+    spread(
+        "client role: trigger to reject output (configured 1000 ms)",
+        latencies,
+    );
+    assert!(
+        report.station_heartbeats > 10,
+        "the station heartbeat counts"
+    );
     // No fault but, on a very loaded machine, a verdict late at the gate (5).
-    assert!(report.seen.faults.iter().all(|f| [0, 5].contains(f)), "{:?}", report.seen);
+    assert!(
+        report.seen.faults.iter().all(|f| [0, 5].contains(f)),
+        "{:?}",
+        report.seen
+    );
     assert_eq!(report.seen.bits & HEARTBEAT_LOST, 0, "{:?}", report.seen);
 }
 
@@ -277,8 +311,10 @@ async fn station_as_server_is_polled_by_the_plc_and_rejects_at_the_encoder_dista
     );
     let (line, ready) = start_line(&config, 25).await;
     let addr = ready.plc.expect("the station's Modbus server");
-    let sim = Sim::start(json!({"role": "client", "connect": addr.to_string(), "parts": 25,
-                                "period_ms": 90, "counts_per_ms": 10, "run_s": 30, "linger_s": 1.5}));
+    let sim = Sim::start(
+        json!({"role": "client", "connect": addr.to_string(), "parts": 25,
+                                "period_ms": 90, "counts_per_ms": 10, "run_s": 30, "linger_s": 1.5}),
+    );
     let summary = finish(line).await;
     let report = report_of(sim);
     let rows = rows(&config);
@@ -286,13 +322,18 @@ async fn station_as_server_is_polled_by_the_plc_and_rejects_at_the_encoder_dista
     assert_eq!(summary.plc_delivered, 25, "{summary}");
     assert_results_match(&report, &rows);
     let latencies = assert_pulses_on_time(&report, 1000.0);
-    spread("server role: trigger to reject output (10000 counts = 1000 ms)", latencies);
+    spread(
+        "server role: trigger to reject output (10000 counts = 1000 ms)",
+        latencies,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn station_as_rtu_master_over_a_serial_line() {
-    let mut sim = Sim::start(json!({"role": "rtu", "parts": 12, "period_ms": 150, "wait_for_go": true,
-                                    "run_s": 30, "baud": 115200, "linger_s": 1.5}));
+    let mut sim = Sim::start(
+        json!({"role": "rtu", "parts": 12, "period_ms": 150, "wait_for_go": true,
+                                    "run_s": 30, "baud": 115200, "linger_s": 1.5}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -307,17 +348,26 @@ async fn station_as_rtu_master_over_a_serial_line() {
     let summary = finish(line).await;
     let report = report_of(sim);
     let rows = rows(&config);
-    assert_eq!((summary.parts, summary.plc_delivered), (12, 12), "{summary}");
+    assert_eq!(
+        (summary.parts, summary.plc_delivered),
+        (12, 12),
+        "{summary}"
+    );
     assert_results_match(&report, &rows);
     let latencies = assert_pulses_on_time(&report, 1000.0);
-    spread("rtu: trigger to reject output (configured 1000 ms)", latencies);
+    spread(
+        "rtu: trigger to reject output (configured 1000 ms)",
+        latencies,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_mid_run_delays_results_but_loses_none() {
     // Station-timed parts (interval trigger) go on during the outage; their results wait in the buffer.
-    let mut sim = Sim::start(json!({"role": "server", "wait_for_go": true, "cut_at_s": 1.0,
-                                    "cut_for_s": 2.0, "expect_results": 50, "run_s": 20}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "wait_for_go": true, "cut_at_s": 1.0,
+                                    "cut_for_s": 2.0, "expect_results": 50, "run_s": 20}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -338,26 +388,46 @@ async fn a_link_cut_mid_run_delays_results_but_loses_none() {
     // Every result reached the PLC once, in order, after the link came back.
     assert_eq!(report.results.len(), 50, "{:?}", report.results);
     for (shown, row) in report.results.iter().zip(&rows) {
-        assert_eq!((shown.counter, shown.part_id), (row.seq as u16, row.seq as u32));
+        assert_eq!(
+            (shown.counter, shown.part_id),
+            (row.seq as u16, row.seq as u32)
+        );
         assert_eq!(shown.code, row.result_code);
     }
     // Passes judged during the outage are delivered late; rejects whose pulse could not be written are not
     // replayed: recorded REJECT plc_undelivered.
-    let missed: Vec<&Row> = rows.iter().filter(|r| r.plc_status == "undelivered").collect();
+    let missed: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.plc_status == "undelivered")
+        .collect();
     assert!(!missed.is_empty(), "rejects during a 2 s outage: {summary}");
     for row in &missed {
         assert_eq!(row.verdict, "REJECT");
         assert!(row.reason_codes().contains(&"plc_undelivered".to_string()));
-        assert!(row.reasons.to_string().contains("reject pulse not written"), "{}", row.reasons);
+        assert!(
+            row.reasons.to_string().contains("reject pulse not written"),
+            "{}",
+            row.reasons
+        );
     }
-    assert_eq!(summary.plc_delivered + summary.plc_undelivered, 50, "{summary}");
-    assert_eq!(report.seen.diag.as_ref().unwrap()[5], 1, "one outage in the diagnostics");
+    assert_eq!(
+        summary.plc_delivered + summary.plc_undelivered,
+        50,
+        "{summary}"
+    );
+    assert_eq!(
+        report.seen.diag.as_ref().unwrap()[5],
+        1,
+        "one outage in the diagnostics"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plc_heartbeat_that_stops_raises_the_alarm_until_reset() {
-    let mut sim = Sim::start(json!({"role": "server", "wait_for_go": true, "heartbeat_stop_s": 0.8,
-                                    "reset_at_s": 2.0, "run_s": 2.6}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "wait_for_go": true, "heartbeat_stop_s": 0.8,
+                                    "reset_at_s": 2.0, "run_s": 2.6}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -374,17 +444,29 @@ async fn a_plc_heartbeat_that_stops_raises_the_alarm_until_reset() {
     let seen = &report.seen;
     assert_ne!(seen.bits & HEARTBEAT_LOST, 0, "{seen:?}");
     assert_ne!(seen.bits & ALARM, 0, "{seen:?}");
-    assert!(seen.faults.contains(&1), "fault code 1 (heartbeat lost): {seen:?}");
-    assert_eq!(seen.diag.as_ref().unwrap()[3], 1, "one heartbeat fault counted: {seen:?}");
+    assert!(
+        seen.faults.contains(&1),
+        "fault code 1 (heartbeat lost): {seen:?}"
+    );
+    assert_eq!(
+        seen.diag.as_ref().unwrap()[3],
+        1,
+        "one heartbeat fault counted: {seen:?}"
+    );
     // The heartbeat stays stopped: a fault reset does not clear a cause that is still there.
     assert!(seen.faults.contains(&1));
-    assert_eq!(summary.parts, 20, "inspection goes on under the alarm: {summary}");
+    assert_eq!(
+        summary.parts, 20,
+        "inspection goes on under the alarm: {summary}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_fail_safe() {
-    let mut sim = Sim::start(json!({"role": "server", "parts": 10, "period_ms": 80, "ack": false,
-                                    "wait_for_go": true, "run_s": 2.5}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 10, "period_ms": 80, "ack": false,
+                                    "wait_for_go": true, "run_s": 2.5}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -403,7 +485,10 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
     assert_eq!(rows.len(), 10);
     // The first result stays shown (never overwritten); the buffer holds 4; the rest overrun.
     assert_eq!(report.results.len(), 1, "{:?}", report.results);
-    assert_eq!((report.results[0].counter, report.results[0].part_id), (1, 1000));
+    assert_eq!(
+        (report.results[0].counter, report.results[0].part_id),
+        (1, 1000)
+    );
     assert_eq!(report.seen.max_depth, 4, "{:?}", report.seen);
     assert_ne!(report.seen.bits & OVERRUN, 0);
     assert!(report.seen.faults.contains(&2), "{:?}", report.seen);
@@ -412,7 +497,11 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
     assert_eq!(report.pulses.len(), 6, "{:?}", report.pulses);
     for row in &rows[4..] {
         assert_eq!(row.verdict, "REJECT");
-        assert!(row.reasons.to_string().contains("result buffer full"), "{}", row.reasons);
+        assert!(
+            row.reasons.to_string().contains("result buffer full"),
+            "{}",
+            row.reasons
+        );
     }
     // The 4 buffered ones were never acknowledged: undelivered at shutdown.
     assert_eq!(summary.plc_undelivered, 10, "{summary}");
@@ -422,8 +511,10 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
 async fn a_trigger_held_high_fires_once_and_triggers_while_busy_are_refused() {
     // Held high for 600 ms: one part. Then triggers every 10 ms with one part allowed in flight: some are
     // refused (busy), flagged, recorded and rejected; none is lost and results stay in order.
-    let mut sim = Sim::start(json!({"role": "server", "parts": 12, "period_ms": 10, "hold_ms": 3,
-                                    "hold_first_ms": 600, "wait_for_go": true, "run_s": 20, "scan_ms": 1}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 12, "period_ms": 10, "hold_ms": 3,
+                                    "hold_first_ms": 600, "wait_for_go": true, "run_s": 20, "scan_ms": 1}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -442,13 +533,23 @@ async fn a_trigger_held_high_fires_once_and_triggers_while_busy_are_refused() {
     assert_eq!(rows.len(), 12, "one part per rising edge: {summary}");
     assert_results_match(&report, &rows);
     let refused = report.seen.diag.as_ref().unwrap()[1];
-    assert!(refused > 0, "triggers every 10 ms with one part in flight: {:?}", report.seen);
+    assert!(
+        refused > 0,
+        "triggers every 10 ms with one part in flight: {:?}",
+        report.seen
+    );
     assert_ne!(report.seen.bits & TRIGGER_REFUSED, 0);
     let overloaded = rows
         .iter()
-        .filter(|r| r.reason_codes().contains(&"pipeline_overloaded".to_string()))
+        .filter(|r| {
+            r.reason_codes()
+                .contains(&"pipeline_overloaded".to_string())
+        })
         .count();
-    assert_eq!(overloaded as u16, refused, "each refused trigger is a recorded REJECT");
+    assert_eq!(
+        overloaded as u16, refused,
+        "each refused trigger is a recorded REJECT"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,8 +557,10 @@ async fn a_part_that_reaches_the_gate_before_its_verdict_is_rejected_fail_safe()
     let dir = tempfile::tempdir().unwrap();
     let slow = dir.path().join("slow");
     make_model("slow", &slow);
-    let mut sim = Sim::start(json!({"role": "server", "parts": 3, "period_ms": 300, "wait_for_go": true,
-                                    "run_s": 30}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 3, "period_ms": 300, "wait_for_go": true,
+                                    "run_s": 30}),
+    );
     let config = station(
         dir.path(),
         &format!(
@@ -476,8 +579,17 @@ async fn a_part_that_reaches_the_gate_before_its_verdict_is_rejected_fail_safe()
     assert_eq!(report.pulses.len(), 3, "every part rejected at the gate");
     for (row, shown) in rows.iter().zip(&report.results) {
         assert_eq!(row.verdict, "REJECT");
-        assert!(row.reason_codes().contains(&"verdict_late_at_gate".to_string()), "{}", row.reasons);
-        assert_eq!((row.result_code, shown.code), (4, 4), "reject fail-safe on both sides");
+        assert!(
+            row.reason_codes()
+                .contains(&"verdict_late_at_gate".to_string()),
+            "{}",
+            row.reasons
+        );
+        assert_eq!(
+            (row.result_code, shown.code),
+            (4, 4),
+            "reject fail-safe on both sides"
+        );
     }
     assert!(report.seen.faults.contains(&5), "{:?}", report.seen);
 }
@@ -485,8 +597,10 @@ async fn a_part_that_reaches_the_gate_before_its_verdict_is_rejected_fail_safe()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plc_recipe_switches_model_threshold_and_roi_between_parts() {
     // Recipe 2 rejects everything, recipe 1 passes everything; 9 is not configured.
-    let mut sim = Sim::start(json!({"role": "server", "parts": 30, "period_ms": 100, "wait_for_go": true,
-                                    "recipe_at": [[0, 2], [1500, 9], [2000, 1]], "run_s": 30}));
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 30, "period_ms": 100, "wait_for_go": true,
+                                    "recipe_at": [[0, 2], [1500, 9], [2000, 1]], "run_s": 30}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
@@ -524,7 +638,11 @@ async fn the_plc_recipe_switches_model_threshold_and_roi_between_parts() {
             _ => {}
         }
     }
-    let recipe_phases: Vec<f64> = phases.iter().copied().filter(|t| t.abs() > 1000.0).collect();
+    let recipe_phases: Vec<f64> = phases
+        .iter()
+        .copied()
+        .filter(|t| t.abs() > 1000.0)
+        .collect();
     assert_eq!(recipe_phases, [-1e6, 1e6], "{phases:?}");
     assert!(phases.len() <= 3, "no going back and forth: {phases:?}");
     // Acknowledged back; the unknown one refused with fault 4 while recipe 2 stayed in force.
