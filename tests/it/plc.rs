@@ -649,3 +649,58 @@ async fn the_plc_recipe_switches_model_threshold_and_roi_between_parts() {
     assert_eq!(report.recipes, [0, 2, 1], "{:?}", report.recipes);
     assert!(report.seen.faults.contains(&4), "{:?}", report.seen);
 }
+
+#[test]
+fn plc_and_recipe_settings_are_checked_with_every_problem_reported() {
+    let text = r#"
+        [model]
+        dir = "m"
+        [trigger]
+        kind = "plc"
+        input_kind = "discrete_input"
+        [plc]
+        kind = "tcp"
+        role = "server"
+        listen = "127.0.0.1:0"
+        reject_delay_ms = 100
+        reject_distance_counts = 50
+        result_register = 30
+        command_register = 40
+        result_buffer = 0
+        parity = "even"
+        [[recipe]]
+        number = 3
+        [[recipe]]
+        number = 3
+        roi = [0, 0, 0, 10]
+        [[recipe]]
+        threshold = 0.5
+    "#;
+    let err = Config::parse(text, "plc.toml", std::path::Path::new(".")).unwrap_err();
+    let line = err.to_string();
+    for expected in [
+        "trigger.input_kind: a PLC cannot write the station's discrete inputs",
+        "plc.reject_distance_counts: set either plc.reject_delay_ms or plc.reject_distance_counts, not both",
+        "plc.command_register: the command block (40..46) overlaps the result block (30..45)",
+        "plc.result_buffer: expected at least 1 result, got 0",
+        "plc.parity: not used with kind = \"tcp\", role = \"server\"",
+        "recipe[1].number: recipe 3 is defined twice",
+        "recipe[1].roi: expected [x, y, width, height]",
+        "recipe[2].number: required",
+    ] {
+        assert!(line.contains(expected), "missing {expected:?} in {line}");
+    }
+    let bad_listen =
+        "[model]\ndir = \"m\"\n[plc]\nkind = \"tcp\"\nrole = \"server\"\nlisten = \"nowhere\"\n";
+    let err = Config::parse(bad_listen, "l.toml", std::path::Path::new(".")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("plc.listen: expected an address like \"0.0.0.0:502\", got \"nowhere\""),
+        "{err}"
+    );
+    // An older [plc] section (before the handshake) is still valid.
+    let old = "[model]\ndir = \"m\"\n[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\nresult_register = 10\n\
+               reject_coil = 3\nreject_pulse_ms = 5\n[trigger]\nkind = \"plc\"\ninput_kind = \"coil\"\n\
+               input_address = 5\npoll_ms = 5\n";
+    Config::parse(old, "old.toml", std::path::Path::new(".")).unwrap();
+}
