@@ -845,7 +845,6 @@ impl Handshake {
 
     fn publish(&mut self, now: Instant) {
         self.published = now;
-        let in_flight = self.in_flight();
         let v = &mut self.view;
         v.link = match &self.transport {
             Transport::Client(link) => match link.down_since() {
@@ -872,14 +871,10 @@ impl Handshake {
         v.plc_heartbeat_age_ms = self
             .plc_heartbeat
             .map(|(_, t)| now.duration_since(t).as_millis() as u64);
-        v.station_heartbeat = self.out.heartbeat;
         v.buffer_depth = usize::from(self.out.buffer_depth);
-        v.parts_in_flight = in_flight;
         v.parts_before_gate = self.gate.len();
         v.reject_pulses = self.gate.pulses;
         v.merged_pulses = self.gate.merged;
-        v.bits = self.out.bit_names();
-        v.fault = Fault::from_code(self.out.fault);
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();
     }
 
@@ -901,7 +896,10 @@ impl Handshake {
             self.record(part).await;
         }
         let now = Instant::now();
+        // Release the coil; keep the pulse counts for the summary.
+        let (pulses, merged) = (self.gate.pulses, self.gate.merged);
         self.gate = Gate::new(RejectTiming::OnVerdict, Duration::ZERO);
+        (self.gate.pulses, self.gate.merged) = (pulses, merged);
         self.write_outputs(now).await;
         self.publish(now);
     }

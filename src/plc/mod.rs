@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::time::{sleep_until, timeout};
+use tokio::time::timeout;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::{Slave, rtu, tcp};
 
@@ -203,11 +203,6 @@ impl Link {
         self.down_since
     }
 
-    /// When the next reconnect attempt is allowed.
-    pub fn next_attempt(&self) -> Option<Instant> {
-        self.ctx.is_none().then_some(self.next_attempt)
-    }
-
     /// The open connection, reconnecting if the backoff allows; None while the link is down.
     /// Returns `(context, freshly_connected)`.
     pub async fn get(&mut self) -> Option<(&mut Context, bool)> {
@@ -251,12 +246,5 @@ impl Link {
         }
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(self.max_backoff);
-    }
-
-    /// Waits until the next reconnect attempt is allowed (now when connected).
-    pub async fn wait_retry(&self) {
-        if let Some(at) = self.next_attempt() {
-            sleep_until(tokio::time::Instant::from_std(at)).await;
-        }
     }
 }

@@ -36,20 +36,14 @@ pub struct PlcStatus {
     rtt_ms: VecDeque<f64>,
     /// Milliseconds since the PLC's heartbeat last changed (None: never seen).
     pub plc_heartbeat_age_ms: Option<u64>,
-    pub station_heartbeat: u16,
     /// Results waiting for the PLC's acknowledge (the one shown included).
     pub buffer_depth: usize,
-    pub parts_in_flight: u64,
     /// Parts between the camera and the gate.
     pub parts_before_gate: usize,
     pub reject_pulses: u64,
     /// Pulses that overlapped a running one and extended it.
     pub merged_pulses: u64,
     pub faults: FaultCounts,
-    /// Names of the status bits set.
-    pub bits: String,
-    /// The current fault code's meaning.
-    pub fault: &'static str,
 }
 
 pub type SharedStatus = Arc<Mutex<PlcStatus>>;
@@ -83,6 +77,11 @@ impl fmt::Display for PlcStatus {
             Some(age) => write!(f, "  plc heartbeat {age} ms ago")?,
             None => write!(f, "  plc heartbeat never seen")?,
         }
+        write!(
+            f,
+            "  before gate {}  pulses {} ({} merged)",
+            self.parts_before_gate, self.reject_pulses, self.merged_pulses
+        )?;
         let c = &self.faults;
         write!(
             f,

@@ -281,6 +281,7 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
     assert!(rows.iter().all(|r| r.plc_status == "delivered"));
     assert_results_match(&report, &rows);
     let latencies = assert_pulses_on_time(&report, 1000.0);
+    println!("{summary}");
     spread(
         "client role: trigger to reject output (configured 1000 ms)",
         latencies,
