@@ -4,16 +4,17 @@
 #   - Debian packages: the OpenCV/clang build chain (opencv crate), sqlite is bundled by rusqlite.
 #   - ONNX Runtime 1.31 shared library from the `onnxruntime` wheel on PyPI, into .local/ (git-ignored), linked as
 #     .local/lib/libonnxruntime.so (the station's default lookup path).
-#   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator),
+#   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator).
 #     scipy (reference features for the acoustic tests).
 #   - Audio: ALSA headers for cpal; PulseAudio (null sink) so the capture test hears real sound without a sound card.
+#   - socat: the PLC tests link the station and a pymodbus RTU server through a pseudo-terminal pair.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv)
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv socat)
 APT_PACKAGES+=(libasound2-dev pulseaudio pulseaudio-utils libasound2-plugins)
-PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 onnx==1.23.2 numpy)
+PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 pyserial==3.5 onnx==1.23.2 numpy)
 PY_PACKAGES+=(scipy)
 
 missing=()

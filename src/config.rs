@@ -119,6 +119,30 @@ struct RawPlc {
     result_register: Option<u16>,
     reconnect_min_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
+    role: Option<String>,
+    listen: Option<String>,
+    device: Option<PathBuf>,
+    baud_rate: Option<u32>,
+    parity: Option<String>,
+    stop_bits: Option<u8>,
+    poll_ms: Option<u64>,
+    command_register: Option<u16>,
+    result_ack: Option<bool>,
+    result_buffer: Option<usize>,
+    max_parts_in_flight: Option<usize>,
+    reject_delay_ms: Option<u64>,
+    reject_distance_counts: Option<u32>,
+    heartbeat_ms: Option<u64>,
+    heartbeat_missed: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    number: Option<u16>,
+    model_dir: Option<PathBuf>,
+    threshold: Option<f32>,
+    roi: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +190,16 @@ pub struct Config {
     pub record: RecordConfig,
     /// The optional `[audio]` section: acoustic scoring of every part.
     pub audio: Option<AudioConfig>,
+    /// `[[recipe]]`: what the PLC's recipe number selects (see docs/PLC.md).
+    pub recipes: Vec<RecipeConfig>,
+}
+
+/// One recipe: the model, threshold and ROI a recipe number selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipeConfig {
+    pub number: u16,
+    pub model: ModelConfig,
+    pub preprocess: PreprocessConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +213,8 @@ pub struct StationConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlcInputKind {
+    /// The trigger bit of the PLC's command word (the handshake's own trigger; see docs/PLC.md).
+    Command,
     Coil,
     DiscreteInput,
 }
@@ -235,8 +271,12 @@ pub struct DecisionConfig {
 pub enum PlcLink {
     /// An in-process Modbus TCP server plays the PLC (the demo).
     Simulated,
-    /// A real PLC (a Modbus TCP server) at this address.
+    /// A real PLC (a Modbus TCP server) at this address; the station is the client.
     Tcp(SocketAddr),
+    /// The station is a Modbus TCP server on this address, polled by the PLC (smart-camera style).
+    Serve(SocketAddr),
+    /// A PLC on a serial line (Modbus RTU); the station is the master.
+    Rtu(RtuConfig),
     /// No PLC: verdicts are recorded only.
     Off,
 }
@@ -252,6 +292,49 @@ pub struct PlcConfig {
     pub result_register: u16,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Handshake scan period: the PLC's command block is read (client) or looked at (server) this often.
+    pub poll_ms: u64,
+    /// First of the PLC's command block's holding registers (see docs/PLC.md).
+    pub command_register: u16,
+    /// Results wait for the PLC's acknowledge (true) or each one overwrites the last (false).
+    pub result_ack: bool,
+    /// Results waiting for an acknowledge, at most (the one shown included).
+    pub result_buffer: usize,
+    /// PLC triggers beyond this many parts in flight are refused (busy).
+    pub max_parts_in_flight: usize,
+    /// When the reject output fires.
+    pub reject_timing: RejectTiming,
+    /// Station heartbeat period, and the PLC heartbeat watchdog's period.
+    pub heartbeat_ms: u64,
+    /// Periods without a change of the PLC's heartbeat before the alarm (0: no watchdog).
+    pub heartbeat_missed: u32,
+}
+
+/// When the reject output fires for a rejected part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectTiming {
+    /// As soon as the verdict is known.
+    OnVerdict,
+    /// This long after the part's trigger.
+    DelayMs(u64),
+    /// When the PLC's encoder count has moved this far since the part's trigger.
+    DistanceCounts(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// A Modbus RTU serial line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtuConfig {
+    pub device: PathBuf,
+    pub baud_rate: u32,
+    pub parity: Parity,
+    pub stop_bits: u8,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -312,6 +395,7 @@ impl Config {
             "plc",
             "record",
             "audio",
+            "recipe",
         ];
         for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             v.problem(
@@ -330,9 +414,10 @@ impl Config {
         let audio: Option<RawAudio> = table
             .contains_key("audio")
             .then(|| v.section(&table, "audio"));
+        let recipes: Vec<RawRecipe> = v.section(&table, "recipe");
 
         let station = v.station(station);
-        let plc = v.plc(plc);
+        let plc = v.plc(plc, station.queue_depth);
         let trigger = v.trigger(trigger, &plc);
         let source = v.source(source);
         let preprocess = v.preprocess(preprocess);
@@ -340,6 +425,7 @@ impl Config {
         let decision = v.decision(decision);
         let record = v.record(record, &station.data_dir);
         let audio = audio.map(|raw| v.audio(raw, &decision));
+        let recipes = v.recipes(recipes, &model, &preprocess);
         if !v.problems.is_empty() {
             return Err(invalid(v.problems));
         }
@@ -354,6 +440,7 @@ impl Config {
             plc,
             record,
             audio,
+            recipes,
         })
     }
 }
@@ -473,23 +560,32 @@ impl Validator {
                         ("listen", raw.listen.is_some()),
                     ],
                 );
-                if !matches!(plc.link, PlcLink::Tcp(_)) {
+                if matches!(plc.link, PlcLink::Off | PlcLink::Simulated) {
                     self.problem(
                         "trigger.kind",
-                        "\"plc\" needs a real PLC: set plc.kind = \"tcp\" and plc.address",
+                        "\"plc\" needs a real PLC: set plc.kind = \"tcp\" (with plc.address or plc.listen) or \"rtu\"",
                     );
                 }
-                let input_kind = match raw.input_kind.as_deref().unwrap_or("discrete_input") {
+                let input_kind = match raw.input_kind.as_deref().unwrap_or("command") {
+                    "command" => PlcInputKind::Command,
                     "discrete_input" => PlcInputKind::DiscreteInput,
                     "coil" => PlcInputKind::Coil,
                     other => {
                         self.problem(
                             "trigger.input_kind",
-                            format!("expected \"discrete_input\" or \"coil\", got \"{other}\""),
+                            format!("expected \"command\", \"discrete_input\" or \"coil\", got \"{other}\""),
                         );
-                        PlcInputKind::DiscreteInput
+                        PlcInputKind::Command
                     }
                 };
+                if input_kind == PlcInputKind::DiscreteInput
+                    && matches!(plc.link, PlcLink::Serve(_))
+                {
+                    self.problem(
+                        "trigger.input_kind",
+                        "a PLC cannot write the station's discrete inputs: use \"command\" or \"coil\" with plc.role = \"server\"",
+                    );
+                }
                 TriggerConfig::Plc {
                     input_kind,
                     input_address: raw.input_address.unwrap_or(0),
@@ -588,7 +684,62 @@ impl Validator {
     }
 
     fn preprocess(&mut self, raw: RawPreprocess) -> PreprocessConfig {
-        let roi = raw.roi.and_then(|r| {
+        PreprocessConfig {
+            roi: self.roi("preprocess.roi", raw.roi),
+        }
+    }
+
+    fn recipes(
+        &mut self,
+        raw: Vec<RawRecipe>,
+        model: &ModelConfig,
+        preprocess: &PreprocessConfig,
+    ) -> Vec<RecipeConfig> {
+        let mut recipes: Vec<RecipeConfig> = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let field = |name: &str| format!("recipe[{i}].{name}");
+            let number = match r.number {
+                Some(0) | None => {
+                    self.problem(
+                        &field("number"),
+                        "required: a recipe number from 1 to 65535",
+                    );
+                    continue;
+                }
+                Some(n) => n,
+            };
+            if recipes.iter().any(|other| other.number == number) {
+                self.problem(
+                    &field("number"),
+                    format!("recipe {number} is defined twice"),
+                );
+            }
+            if let Some(t) = r.threshold.filter(|t| !t.is_finite()) {
+                self.problem(
+                    &field("threshold"),
+                    format!("expected a finite number, got {t}"),
+                );
+            }
+            let roi = self.roi(&field("roi"), r.roi);
+            recipes.push(RecipeConfig {
+                number,
+                model: ModelConfig {
+                    dir: r
+                        .model_dir
+                        .map_or_else(|| model.dir.clone(), |d| self.path(d)),
+                    threshold: r.threshold.or(model.threshold),
+                    threads: model.threads,
+                },
+                preprocess: PreprocessConfig {
+                    roi: roi.or(preprocess.roi),
+                },
+            });
+        }
+        recipes
+    }
+
+    fn roi(&mut self, field: &str, raw: Option<Vec<i64>>) -> Option<Roi> {
+        raw.and_then(|r| {
             let fits = |v: i64| i32::try_from(v).ok();
             match r.as_slice() {
                 [x, y, w, h] if *x >= 0 && *y >= 0 && *w > 0 && *h > 0 => Some(Roi {
@@ -599,14 +750,13 @@ impl Validator {
                 }),
                 _ => {
                     self.problem(
-                        "preprocess.roi",
+                        field,
                         format!("expected [x, y, width, height] with x, y >= 0 and width, height > 0, got {r:?}"),
                     );
                     None
                 }
             }
-        });
-        PreprocessConfig { roi }
+        })
     }
 
     fn model(&mut self, raw: RawModel) -> ModelConfig {
@@ -643,39 +793,120 @@ impl Validator {
         }
     }
 
-    fn plc(&mut self, raw: RawPlc) -> PlcConfig {
+    fn plc(&mut self, raw: RawPlc, queue_depth: usize) -> PlcConfig {
         let kind = raw.kind.as_deref().unwrap_or("simulated");
+        let role = raw.role.as_deref().unwrap_or("client");
+        let serial = [
+            ("device", raw.device.is_some()),
+            ("baud_rate", raw.baud_rate.is_some()),
+            ("parity", raw.parity.is_some()),
+            ("stop_bits", raw.stop_bits.is_some()),
+        ];
+        if !matches!(role, "client" | "server") {
+            self.problem(
+                "plc.role",
+                format!("expected \"client\" or \"server\", got \"{role}\""),
+            );
+        } else if role == "server" && kind != "tcp" {
+            self.problem("plc.role", "\"server\" needs kind = \"tcp\"");
+        }
+        let address = |v: &mut Self, field: &str, text: Option<&str>, example: &str| match text {
+            Some(text) => text.parse().map_err(|_| {
+                v.problem(
+                    field,
+                    format!("expected an address like \"{example}\", got \"{text}\""),
+                )
+            }),
+            None => {
+                v.problem(
+                    field,
+                    format!("required with kind = \"tcp\", role = \"{role}\""),
+                );
+                Err(())
+            }
+        };
         let link = match kind {
             "simulated" | "off" => {
-                self.unused("plc", kind, &[("address", raw.address.is_some())]);
+                let mut unused = vec![
+                    ("address", raw.address.is_some()),
+                    ("listen", raw.listen.is_some()),
+                ];
+                unused.extend(serial);
+                self.unused("plc", kind, &unused);
                 if kind == "off" {
                     PlcLink::Off
                 } else {
                     PlcLink::Simulated
                 }
             }
-            "tcp" => match raw.address.as_deref() {
-                Some(text) => match text.parse() {
-                    Ok(addr) => PlcLink::Tcp(addr),
-                    Err(_) => {
+            "tcp" if role == "server" => {
+                let mut unused = vec![("address", raw.address.is_some())];
+                unused.extend(serial);
+                self.unused("plc", "tcp\", role = \"server", &unused);
+                address(self, "plc.listen", raw.listen.as_deref(), "0.0.0.0:502")
+                    .map_or(PlcLink::Off, PlcLink::Serve)
+            }
+            "tcp" => {
+                let mut unused = vec![("listen", raw.listen.is_some())];
+                unused.extend(serial);
+                self.unused("plc", kind, &unused);
+                address(
+                    self,
+                    "plc.address",
+                    raw.address.as_deref(),
+                    "192.168.0.10:502",
+                )
+                .map_or(PlcLink::Off, PlcLink::Tcp)
+            }
+            "rtu" => {
+                self.unused(
+                    "plc",
+                    kind,
+                    &[
+                        ("address", raw.address.is_some()),
+                        ("listen", raw.listen.is_some()),
+                    ],
+                );
+                let parity = match raw.parity.as_deref().unwrap_or("even") {
+                    "none" => Parity::None,
+                    "even" => Parity::Even,
+                    "odd" => Parity::Odd,
+                    other => {
                         self.problem(
-                            "plc.address",
-                            format!(
-                                "expected an address like \"192.168.0.10:502\", got \"{text}\""
-                            ),
+                            "plc.parity",
+                            format!("expected \"none\", \"even\" or \"odd\", got \"{other}\""),
+                        );
+                        Parity::Even
+                    }
+                };
+                let stop_bits = raw.stop_bits.unwrap_or(1);
+                if !matches!(stop_bits, 1 | 2) {
+                    self.problem("plc.stop_bits", format!("expected 1 or 2, got {stop_bits}"));
+                }
+                let baud_rate = raw.baud_rate.unwrap_or(19200);
+                if baud_rate == 0 {
+                    self.problem("plc.baud_rate", "expected a positive number, got 0");
+                }
+                match raw.device {
+                    Some(device) => PlcLink::Rtu(RtuConfig {
+                        device,
+                        baud_rate,
+                        parity,
+                        stop_bits,
+                    }),
+                    None => {
+                        self.problem(
+                            "plc.device",
+                            "required with kind = \"rtu\": the serial port, like \"/dev/ttyUSB0\"",
                         );
                         PlcLink::Off
                     }
-                },
-                None => {
-                    self.problem("plc.address", "required with kind = \"tcp\"");
-                    PlcLink::Off
                 }
-            },
+            }
             other => {
                 self.problem(
                     "plc.kind",
-                    format!("expected \"simulated\", \"tcp\" or \"off\", got \"{other}\""),
+                    format!("expected \"simulated\", \"tcp\", \"rtu\" or \"off\", got \"{other}\""),
                 );
                 PlcLink::Off
             }
@@ -688,15 +919,90 @@ impl Validator {
                 format!("expected at least plc.reconnect_min_ms ({reconnect_min_ms}), got {reconnect_max_ms}"),
             );
         }
+        let reject_timing = match (raw.reject_delay_ms, raw.reject_distance_counts) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "plc.reject_distance_counts",
+                    "set either plc.reject_delay_ms or plc.reject_distance_counts, not both",
+                );
+                RejectTiming::OnVerdict
+            }
+            (Some(ms), None) => RejectTiming::DelayMs(ms),
+            (None, Some(0)) => {
+                self.problem(
+                    "plc.reject_distance_counts",
+                    "expected a positive number, got 0",
+                );
+                RejectTiming::OnVerdict
+            }
+            (None, Some(counts)) => RejectTiming::DistanceCounts(counts),
+            (None, None) => RejectTiming::OnVerdict,
+        };
+        let result_buffer = raw.result_buffer.unwrap_or(8);
+        if result_buffer == 0 {
+            self.problem("plc.result_buffer", "expected at least 1 result, got 0");
+        }
+        let max_parts_in_flight = raw.max_parts_in_flight.unwrap_or(queue_depth);
+        if max_parts_in_flight == 0 {
+            self.problem("plc.max_parts_in_flight", "expected at least 1 part, got 0");
+        }
+        let result_register = raw.result_register.unwrap_or(0);
+        let command_register = raw.command_register.unwrap_or(32);
+        let overlap = |a: u16, alen: u16, b: u16, blen: u16| {
+            u32::from(a) < u32::from(b) + u32::from(blen)
+                && u32::from(b) < u32::from(a) + u32::from(alen)
+        };
+        if overlap(
+            result_register,
+            crate::plc::map::STATUS_LEN,
+            command_register,
+            crate::plc::map::COMMAND_LEN,
+        ) {
+            self.problem(
+                "plc.command_register",
+                format!(
+                    "the command block ({command_register}..{}) overlaps the result block ({result_register}..{})",
+                    u32::from(command_register) + u32::from(crate::plc::map::COMMAND_LEN) - 1,
+                    u32::from(result_register) + u32::from(crate::plc::map::STATUS_LEN) - 1,
+                ),
+            );
+        }
+        for (field, base, len) in [
+            (
+                "plc.result_register",
+                result_register,
+                crate::plc::map::STATUS_LEN,
+            ),
+            (
+                "plc.command_register",
+                command_register,
+                crate::plc::map::COMMAND_LEN,
+            ),
+        ] {
+            if u32::from(base) + u32::from(len) > 65536 {
+                self.problem(
+                    field,
+                    format!("the block of {len} registers must end below 65536, got {base}"),
+                );
+            }
+        }
         PlcConfig {
             link,
             unit_id: raw.unit_id.unwrap_or(1),
             timeout_ms: self.positive("plc.timeout_ms", raw.timeout_ms, 250),
             reject_coil: raw.reject_coil.unwrap_or(0),
             reject_pulse_ms: self.positive("plc.reject_pulse_ms", raw.reject_pulse_ms, 30),
-            result_register: raw.result_register.unwrap_or(0),
+            result_register,
             reconnect_min_ms,
             reconnect_max_ms,
+            poll_ms: self.positive("plc.poll_ms", raw.poll_ms, 5),
+            command_register,
+            result_ack: raw.result_ack.unwrap_or(true),
+            result_buffer: result_buffer.max(1),
+            max_parts_in_flight: max_parts_in_flight.max(1),
+            reject_timing,
+            heartbeat_ms: self.positive("plc.heartbeat_ms", raw.heartbeat_ms, 100),
+            heartbeat_missed: raw.heartbeat_missed.unwrap_or(10),
         }
     }
 

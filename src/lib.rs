@@ -21,5 +21,6 @@ pub mod part;
 pub mod pipeline;
 pub mod plc;
 pub mod preprocess;
+pub mod recipe;
 pub mod store;
 pub mod trigger;

@@ -131,6 +131,8 @@ pub struct RunSummary {
     pub plc_undelivered: u64,
     /// Reject pulses the simulated PLC counted (demo only).
     pub simulated_plc_pulses: Option<u64>,
+    /// The PLC handshake's last status (link, round trip, heartbeats, buffer, faults), when a PLC is configured.
+    pub plc_status: Option<String>,
     pub detection: Detection,
     pub end_to_end: Option<Spread>,
     /// From frame captured to verdict: the station's own work, without the camera.
@@ -233,6 +235,9 @@ impl fmt::Display for RunSummary {
         match self.simulated_plc_pulses {
             Some(p) => writeln!(f, "  reject pulses seen by the simulated PLC {p}")?,
             None => writeln!(f)?,
+        }
+        if let Some(status) = &self.plc_status {
+            writeln!(f, "               {status}")?;
         }
         writeln!(f, "  latency")?;
         spread(f, "end-to-end", self.end_to_end)?;

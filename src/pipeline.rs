@@ -5,7 +5,7 @@
 //!                                    ▲   │                  │ fault              │ fault             │ scored/fault
 //!                                    │   │                  └────────────────────┴───── StageReport ─┘
 //!                                    └───┼───────────────────────────────────────────────────────────┘
-//!                                        ├──PlcJob──▶ PLC output task (Modbus) ──Actuated──┐
+//!                                        ├──PlcMsg──▶ PLC handshake task (Modbus) ──Actuated──┐
 //!                                        └──StoreMsg (Insert)──────────────────────────────┴─▶ record writer (SQLite)
 //! ```
 //!
@@ -38,15 +38,16 @@ use crate::acoustic::{self, AcousticError, AcousticJob, AcousticModel, AcousticR
 use crate::audio::{AudioConfig, AudioError, AudioInput};
 use crate::capture::{self, SourceError};
 use crate::clock::Clock;
-use crate::config::{Config, PlcLink};
+use crate::config::Config;
 use crate::decision::{Decision, Reason, Verdict};
 use crate::metrics::{
     AcousticSummary, Counters, Detection, Latencies, RunSummary, Spread, bump, read,
 };
 use crate::model::{self, Model, ModelError, ModelInfo};
 use crate::part::{Frame, Job, Seq, Stage, StageReport, StageTimes};
-use crate::plc::{self, PlcJob, sim::SimPlc};
+use crate::plc::{self, PlcJob, PlcMsg};
 use crate::preprocess::{self, Preprocessor};
+use crate::recipe;
 use crate::store::{self, AcousticRecord, PartRecord, PlcOutcome, Store, StoreError, StoreMsg};
 use crate::trigger::{Trigger, TriggerError, TriggerEvent};
 
@@ -60,7 +61,7 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Trigger(#[from] TriggerError),
-    #[error("cannot start the simulated PLC: {0}")]
+    #[error("cannot start the PLC link (simulated PLC or Modbus server): {0}")]
     SimulatedPlc(std::io::Error),
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
@@ -169,34 +170,30 @@ pub async fn run(
     let (store_tx, store_rx) = mpsc::channel::<StoreMsg>(1024);
     let store_task = tokio::spawn(store::run_writer(store, store_rx));
 
-    let sim = match config.plc.link {
-        PlcLink::Simulated => Some(
-            SimPlc::start(config.plc.reject_coil)
-                .await
-                .map_err(PipelineError::SimulatedPlc)?,
+    let recipe_numbers: Vec<u16> = config.recipes.iter().map(|r| r.number).collect();
+    let plc = plc::start(
+        &config.plc,
+        &config.trigger,
+        &recipe_numbers,
+        depth,
+        counters.clone(),
+        clock,
+        store_tx.clone(),
+    )
+    .await
+    .map_err(PipelineError::SimulatedPlc)?;
+    let (plc_tx, plc_triggers, plc_recipes, plc_task, plc_info) = match plc {
+        Some(h) => (
+            Some(h.tx),
+            h.triggers,
+            h.recipes,
+            Some(h.task),
+            Some(h.info),
         ),
-        _ => None,
+        None => (None, None, None, None, None),
     };
-    let plc_addr = match config.plc.link {
-        PlcLink::Simulated => sim.as_ref().map(|s| s.addr),
-        PlcLink::Tcp(addr) => Some(addr),
-        PlcLink::Off => None,
-    };
-    let (plc_tx, plc_task) = match plc_addr {
-        Some(addr) => {
-            let (tx, rx) = mpsc::channel::<PlcJob>(depth * 4);
-            let task = tokio::spawn(plc::run_output(
-                config.plc.clone(),
-                addr,
-                rx,
-                store_tx.clone(),
-                counters.clone(),
-                clock,
-            ));
-            (Some(tx), Some(task))
-        }
-        None => (None, None),
-    };
+    let recipes_rx = recipe::start_loader(config, plc_recipes);
+    let plc_addr = plc_info.as_ref().map(|i| i.addr);
 
     // CPU stages, each on its own thread, joined by bounded channels.
     let progress: [Arc<AtomicU64>; 3] = Default::default();
@@ -204,6 +201,8 @@ pub async fn run(
     let (capture_tx, capture_rx) = sync_channel::<Job>(depth);
     let (pre_tx, pre_rx) = sync_channel::<Job>(depth);
     let (infer_tx, infer_rx) = sync_channel::<Job>(depth);
+    let (pre_switch_tx, pre_switch_rx) = std::sync::mpsc::channel();
+    let (model_switch_tx, model_switch_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
     let spawn = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
@@ -261,16 +260,22 @@ pub async fn run(
         let (reports, done) = (report_tx.clone(), progress[1].clone());
         threads.push(spawn(
             "preprocess",
-            Box::new(move || preprocess::run_worker(pre, pre_rx, infer_tx, reports, done)),
+            Box::new(move || {
+                let switches = recipe::Pending::new(pre_switch_rx);
+                preprocess::run_worker(pre, pre_rx, infer_tx, reports, done, switches)
+            }),
         )?);
         let (reports, done) = (report_tx, progress[2].clone());
         threads.push(spawn(
             "inference",
-            Box::new(move || model::run_worker(model, infer_rx, reports, done)),
+            Box::new(move || {
+                let switches = recipe::Pending::new(model_switch_rx);
+                model::run_worker(model, infer_rx, reports, done, switches)
+            }),
         )?);
     }
 
-    let trigger = Trigger::bind(&config.trigger, &config.plc, counters.clone()).await?;
+    let trigger = Trigger::bind(&config.trigger, plc_triggers).await?;
     let http_trigger = trigger.http_addr();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (trigger_tx, trigger_rx) = mpsc::channel::<TriggerEvent>(depth);
@@ -287,7 +292,11 @@ pub async fn run(
         clock,
         run_id,
         deadline: Duration::from_millis(config.decision.deadline_ms),
-        info,
+        infos: vec![(1, info)],
+        switches: recipe::Switches {
+            preprocess: pre_switch_tx,
+            inference: model_switch_tx,
+        },
         save_passed_every: config.record.save_passed_every,
         counters: counters.clone(),
         progress,
@@ -302,9 +311,16 @@ pub async fn run(
         status_line: opts.status_line,
         started,
         listener,
+        plc_status: plc_info.as_ref().map(|i| i.status.clone()),
     };
     orchestrator
-        .run(trigger_rx, report_rx, &mut acoustic_rx, shutdown)
+        .run(
+            trigger_rx,
+            report_rx,
+            &mut acoustic_rx,
+            recipes_rx,
+            shutdown,
+        )
         .await;
 
     // Drain: no more parts; let the workers, the PLC queue and the record writer finish.
@@ -340,7 +356,13 @@ pub async fn run(
         plc_outages: read(&c.plc_outages),
         plc_delivered: read(&c.plc_delivered),
         plc_undelivered: read(&c.plc_undelivered),
-        simulated_plc_pulses: sim.as_ref().map(SimPlc::reject_pulses),
+        plc_status: plc_info
+            .as_ref()
+            .map(|i| plc::status::read(&i.status).to_string()),
+        simulated_plc_pulses: plc_info
+            .as_ref()
+            .and_then(|i| i.sim.as_ref())
+            .map(|s| s.reject_pulses()),
         detection,
         end_to_end: Spread::of(&latency.end_to_end),
         after_capture: Spread::of(&latency.after_capture),
@@ -418,14 +440,16 @@ struct Orchestrator {
     clock: Clock,
     run_id: i64,
     deadline: Duration,
-    info: ModelInfo,
+    /// The model info (threshold) in force from each part on: one entry per recipe switch.
+    infos: Vec<(Seq, ModelInfo)>,
+    switches: recipe::Switches,
     save_passed_every: u64,
     counters: Arc<Counters>,
     /// Last sequence number each CPU stage finished: capture, preprocess, inference.
     progress: [Arc<AtomicU64>; 3],
     capture_tx: Option<SyncSender<Job>>,
     store_tx: mpsc::Sender<StoreMsg>,
-    plc_tx: Option<mpsc::Sender<PlcJob>>,
+    plc_tx: Option<mpsc::Sender<PlcMsg>>,
     pending: VecDeque<Pending>,
     next_seq: Seq,
     detection: Detection,
@@ -434,6 +458,7 @@ struct Orchestrator {
     status_line: bool,
     started: Instant,
     listener: Option<Listener>,
+    plc_status: Option<plc::status::SharedStatus>,
 }
 
 impl Orchestrator {
@@ -446,6 +471,7 @@ impl Orchestrator {
         mut triggers: mpsc::Receiver<TriggerEvent>,
         mut reports: mpsc::Receiver<StageReport>,
         acoustic: &mut mpsc::Receiver<AcousticReport>,
+        mut recipes: mpsc::Receiver<recipe::LoadResult>,
         shutdown: impl Future<Output = ()>,
     ) {
         let listening = self.listener.is_some();
@@ -478,6 +504,7 @@ impl Orchestrator {
                     tracing::info!("stopping: finishing {} part(s) in flight", self.pending.len());
                     let _ = self.stop_tx.send(true);
                 }
+                Some(loaded) = recipes.recv() => self.on_recipe(loaded),
                 _ = status.tick(), if self.status_line => self.print_status(terminal),
             }
         }
@@ -495,6 +522,30 @@ impl Orchestrator {
             frame: None,
             tensor: Vec::new(),
         };
+        if let Some(plc_tx) = &self.plc_tx {
+            let msg = PlcMsg::Triggered {
+                seq,
+                part_id: self.part_id(seq),
+                at: event.at,
+                tag: event.tag,
+            };
+            if plc_tx.try_send(msg).is_err() {
+                tracing::warn!("part {seq}: PLC queue full; the reject gate does not know it");
+            }
+        }
+        if event.refused {
+            bump(&self.counters.overloaded);
+            let times = job.times;
+            self.finish(
+                seq,
+                times,
+                Decision::fail_safe(Reason::PipelineOverloaded),
+                None,
+                None,
+            )
+            .await;
+            return;
+        }
         let Some(capture_tx) = &self.capture_tx else {
             return;
         };
@@ -596,7 +647,7 @@ impl Orchestrator {
         let Some((times, frame, score)) = p.vision.take() else {
             return;
         };
-        let mut decision = Decision::judge(score, self.info.threshold);
+        let mut decision = Decision::judge(score, self.info_for(p.seq).threshold);
         if let (Some(heard), Some(l)) = (&p.acoustic, &mut self.listener) {
             l.summary.scored += 1;
             match &heard.result {
@@ -611,6 +662,54 @@ impl Orchestrator {
         }
         self.finish_heard(p.seq, times, decision, Some(frame), Some(score), p.acoustic)
             .await;
+    }
+
+    /// The model info of the recipe part `seq` was triggered under.
+    fn info_for(&self, seq: Seq) -> &ModelInfo {
+        let at = self.infos.partition_point(|(from, _)| *from <= seq);
+        &self.infos[at.saturating_sub(1)].1
+    }
+
+    /// A recipe was loaded (or failed to): it applies from the next part on, in every stage at once.
+    fn on_recipe(&mut self, loaded: recipe::LoadResult) {
+        let (number, ok) = match loaded {
+            Ok(l) => {
+                let from = self.next_seq;
+                let info = l.model.info.clone();
+                let sent = self
+                    .switches
+                    .preprocess
+                    .send((from, l.preprocessor))
+                    .is_ok()
+                    && self.switches.inference.send((from, l.model)).is_ok();
+                if sent {
+                    tracing::info!(
+                        "recipe {} ({} v{}, threshold {}) in force from part {from}",
+                        l.number,
+                        info.name,
+                        info.version,
+                        info.threshold
+                    );
+                    let oldest = self.pending.front().map_or(from, |p| p.seq);
+                    while self.infos.len() > 1 && self.infos[1].0 <= oldest {
+                        self.infos.remove(0);
+                    }
+                    self.infos.push((from, info));
+                }
+                (l.number, sent)
+            }
+            Err((number, detail)) => {
+                tracing::error!("recipe {number} refused: {detail}");
+                (number, false)
+            }
+        };
+        if let Some(plc_tx) = &self.plc_tx {
+            let _ = plc_tx.try_send(PlcMsg::Recipe { number, ok });
+        }
+    }
+
+    fn part_id(&self, seq: Seq) -> String {
+        format!("{}-{seq:06}", self.run_id)
     }
 
     async fn on_report(&mut self, report: StageReport) {
@@ -817,7 +916,7 @@ impl Orchestrator {
             }
             None => ("(no frame)".to_string(), None, None),
         };
-        let part_id = format!("{}-{seq:06}", self.run_id);
+        let part_id = self.part_id(seq);
         let wall = |t: Option<Instant>| t.map(|t| self.clock.wall_us(t));
         let record = PartRecord {
             part_id: part_id.clone(),
@@ -833,7 +932,7 @@ impl Orchestrator {
             verdict: decision.verdict,
             reasons_json: decision.reasons_json(),
             result_code: decision.result_code() as u16,
-            model: self.info.clone(),
+            model: self.info_for(seq).clone(),
             plc_status: if self.plc_tx.is_some() {
                 "pending"
             } else {
@@ -857,7 +956,7 @@ impl Orchestrator {
                 code: decision.result_code(),
                 reject: rejected,
             };
-            if let Err(e) = plc_tx.try_send(job) {
+            if let Err(e) = plc_tx.try_send(PlcMsg::Verdict(job)) {
                 bump(&self.counters.plc_undelivered);
                 let detail = match e {
                     mpsc::error::TrySendError::Full(_) => "PLC queue full",
@@ -894,6 +993,10 @@ impl Orchestrator {
             read(&c.overloaded),
             read(&c.plc_undelivered),
         );
+        let line = match &self.plc_status {
+            Some(status) => format!("{line}  |  {}", plc::status::read(status)),
+            None => line,
+        };
         if terminal {
             eprint!("\r{line}\x1b[K");
         } else {

@@ -146,13 +146,17 @@ impl Preprocessor {
 
 /// Body of the preprocess thread.
 pub fn run_worker(
-    pre: Preprocessor,
+    mut pre: Preprocessor,
     jobs: Receiver<Job>,
     next: SyncSender<Job>,
     reports: Sender<StageReport>,
     done: Arc<AtomicU64>,
+    mut recipe: crate::recipe::Pending<Preprocessor>,
 ) {
     while let Ok(mut job) = jobs.recv() {
+        if let Some(switched) = recipe.due(job.seq) {
+            pre = switched;
+        }
         let mut tensor = std::mem::take(&mut job.tensor);
         let result = match &job.frame {
             Some(frame) => pre.run(&frame.image, &mut tensor),

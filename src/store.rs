@@ -72,8 +72,16 @@ pub struct AcousticRecord {
 /// What the PLC stage reports back for a part.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlcOutcome {
-    Delivered { actuated_us: i64 },
-    Undelivered { detail: String },
+    Delivered {
+        actuated_us: i64,
+    },
+    Undelivered {
+        detail: String,
+    },
+    /// The part reached the reject gate before its verdict and was rejected fail-safe there.
+    RejectedAtGate {
+        detail: String,
+    },
 }
 
 pub enum StoreMsg {
@@ -287,6 +295,11 @@ impl Store {
                     reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
                  WHERE part_id = ?1",
             )?;
+            let mut at_gate = tx.prepare_cached(
+                "UPDATE parts SET verdict = 'REJECT', result_code = 4,
+                    reasons = json_insert(reasons, '$[#]', json_object('code', 'verdict_late_at_gate', 'detail', ?2))
+                 WHERE part_id = ?1",
+            )?;
             for (msg, image_path) in rows {
                 match msg {
                     StoreMsg::Insert(r) => {
@@ -331,6 +344,9 @@ impl Store {
                         }
                         PlcOutcome::Undelivered { detail } => {
                             undelivered.execute(params![part_id, detail])?;
+                        }
+                        PlcOutcome::RejectedAtGate { detail } => {
+                            at_gate.execute(params![part_id, detail])?;
                         }
                     },
                 }

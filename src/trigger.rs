@@ -1,15 +1,16 @@
 //! Triggers: the event that says "a part is here, inspect it".
 //!
 //! - `interval`: free-running, one part every `interval_ms` (the demo's conveyor);
-//! - `plc`: a PLC input bit (coil or discrete input) polled every `poll_ms`; only a rising edge fires, so a
-//!   trigger held high never re-fires, not even across a link outage;
+//! - `plc`: the PLC's trigger bit, watched by the PLC handshake task ([`crate::plc::handshake`]): the command
+//!   word's trigger bit (with the part ID and encoder count read in the same request), or a legacy coil /
+//!   discrete input; only a rising edge fires, so a trigger held high never re-fires, not even across a link
+//!   outage. A trigger the handshake refused (busy) still reaches the line, marked, to be recorded and rejected;
 //! - `http`: `POST /trigger` on `listen` (a software trigger for tests, manual inspection or a line controller).
 //!
 //! The trigger task sends [`TriggerEvent`]s to the orchestrator and ends after `limit` parts, when told to stop,
 //! or (for replay) when the source is exhausted. Its end closes the channel, which starts the pipeline's drain.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -17,16 +18,29 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use tokio::sync::{mpsc, watch};
-use tokio_modbus::client::Reader;
 
-use crate::config::{PlcConfig, PlcInputKind, PlcLink, TriggerConfig};
-use crate::metrics::Counters;
-use crate::plc::{Link, call};
+use crate::config::TriggerConfig;
+use crate::plc::PlcTag;
 
 /// A part arrived.
 #[derive(Debug, Clone, Copy)]
 pub struct TriggerEvent {
     pub at: Instant,
+    /// Part ID and encoder count, when the PLC triggered.
+    pub tag: Option<PlcTag>,
+    /// The PLC handshake refused this trigger (busy): the part is rejected without inspection.
+    pub refused: bool,
+}
+
+impl TriggerEvent {
+    /// A trigger of the station's own (interval, HTTP).
+    pub fn now() -> TriggerEvent {
+        TriggerEvent {
+            at: Instant::now(),
+            tag: None,
+            refused: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +50,7 @@ pub enum TriggerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("PLC trigger needs plc.kind = \"tcp\"")]
+    #[error("PLC trigger needs a PLC link: plc.kind = \"tcp\" or \"rtu\"")]
     NoPlc,
 }
 
@@ -44,40 +58,22 @@ pub enum TriggerError {
 /// tests learn the HTTP port).
 pub enum Trigger {
     Interval(Duration),
-    Plc {
-        kind: PlcInputKind,
-        address: u16,
-        poll: Duration,
-        link: Box<Link>,
-    },
+    /// Triggers seen by the PLC handshake task.
+    Plc(mpsc::Receiver<TriggerEvent>),
     Http(tokio::net::TcpListener),
 }
 
 impl Trigger {
+    /// `plc_triggers`: the PLC handshake's trigger channel ([`crate::plc::PlcHandle::triggers`]).
     pub async fn bind(
         config: &TriggerConfig,
-        plc: &PlcConfig,
-        counters: Arc<Counters>,
+        plc_triggers: Option<mpsc::Receiver<TriggerEvent>>,
     ) -> Result<Trigger, TriggerError> {
         Ok(match config {
             TriggerConfig::Interval { interval_ms } => {
                 Trigger::Interval(Duration::from_millis(*interval_ms))
             }
-            TriggerConfig::Plc {
-                input_kind,
-                input_address,
-                poll_ms,
-            } => {
-                let PlcLink::Tcp(addr) = plc.link else {
-                    return Err(TriggerError::NoPlc);
-                };
-                Trigger::Plc {
-                    kind: *input_kind,
-                    address: *input_address,
-                    poll: Duration::from_millis(*poll_ms),
-                    link: Box::new(Link::new(plc, addr, counters)),
-                }
-            }
+            TriggerConfig::Plc { .. } => Trigger::Plc(plc_triggers.ok_or(TriggerError::NoPlc)?),
             TriggerConfig::Http { listen } => Trigger::Http(
                 tokio::net::TcpListener::bind(listen)
                     .await
@@ -118,7 +114,7 @@ impl Trigger {
                         _ = ticks.tick() => {}
                         _ = stop.changed() => return,
                     }
-                    if tx.send(TriggerEvent { at: Instant::now() }).await.is_err() {
+                    if tx.send(TriggerEvent::now()).await.is_err() {
                         return;
                     }
                     sent += 1;
@@ -127,57 +123,20 @@ impl Trigger {
                     }
                 }
             }
-            Trigger::Plc {
-                kind,
-                address,
-                poll,
-                mut link,
-            } => {
-                let mut last = false;
-                let mut ticks = tokio::time::interval(poll);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => {}
-                        _ = stop.changed() => return,
-                    }
-                    let limit_ms = link.limit();
-                    let Some((ctx, _)) = link.get().await else {
-                        continue;
-                    };
-                    let read = match kind {
-                        PlcInputKind::Coil => {
-                            call(limit_ms, "read trigger coil", ctx.read_coils(address, 1)).await
-                        }
-                        PlcInputKind::DiscreteInput => {
-                            call(
-                                limit_ms,
-                                "read trigger input",
-                                ctx.read_discrete_inputs(address, 1),
-                            )
-                            .await
-                        }
-                    };
-                    let bit = match read {
-                        Ok(bits) => bits.first().copied().unwrap_or(false),
-                        Err(e) => {
-                            link.mark_down(&e);
-                            continue;
-                        }
-                    };
-                    let rising = bit && !last;
-                    last = bit;
-                    if rising {
-                        if tx.send(TriggerEvent { at: Instant::now() }).await.is_err() {
-                            return;
-                        }
-                        sent += 1;
-                        if reached(sent) {
-                            return;
-                        }
-                    }
+            Trigger::Plc(mut events) => loop {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    _ = stop.changed() => None,
+                };
+                let Some(event) = event else { return };
+                if tx.send(event).await.is_err() {
+                    return;
                 }
-            }
+                sent += 1;
+                if reached(sent) {
+                    return;
+                }
+            },
             Trigger::Http(listener) => {
                 let (inner_tx, mut inner_rx) = mpsc::channel::<TriggerEvent>(64);
                 let app = Router::new()
@@ -220,7 +179,7 @@ impl Trigger {
 async fn http_trigger(
     State(tx): State<mpsc::Sender<TriggerEvent>>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    match tx.send(TriggerEvent { at: Instant::now() }).await {
+    match tx.send(TriggerEvent::now()).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "accepted": true })),

@@ -8,6 +8,7 @@ mod bench;
 mod evaluate_audio;
 mod generate;
 mod generate_sounds;
+mod plc;
 mod run;
 mod train_audio;
 mod validate;
@@ -62,6 +63,11 @@ enum Command {
         /// Parts to run through the pipeline (and frames to time the bare model on)
         #[arg(long, default_value_t = 300)]
         parts: u64,
+    },
+    /// The PLC link: `station plc status`
+    Plc {
+        #[command(subcommand)]
+        command: PlcCommand,
     },
     /// Write synthetic conveyor parts as PNG files (good/, scratch/, spot/, crack/) for replay and tests
     GenerateParts {
@@ -128,6 +134,18 @@ enum EvaluateKind {
     Audio(evaluate_audio::EvaluateAudioArgs),
 }
 
+#[derive(Subcommand)]
+enum PlcCommand {
+    /// Connect to the PLC link and show link state, round trip p50/p99, heartbeats, buffer depth and faults
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How long to watch the registers
+        #[arg(long, default_value_t = 2.0, value_name = "S")]
+        seconds: f64,
+    },
+}
+
 /// Exit code for an error, by what failed.
 #[derive(Debug, thiserror::Error)]
 #[error("PLC unreachable: {0}")]
@@ -192,6 +210,9 @@ pub fn main() -> i32 {
         } => run::run(&config, max_parts, quiet),
         Command::Validate { config } => validate::validate(&config),
         Command::Bench { config, parts } => bench::bench(&config, parts),
+        Command::Plc {
+            command: PlcCommand::Status { config, seconds },
+        } => plc::status(&config, seconds),
         Command::GenerateParts {
             out,
             masks,

@@ -8,7 +8,7 @@ use super::{ConfigArg, PlcUnreachable, load_config, runtime};
 use crate::capture;
 use crate::config::PlcLink;
 use crate::model::Model;
-use crate::plc::{self, sim::SimPlc};
+use crate::plc::{self, Endpoint, sim::SimPlc};
 
 pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(arg)?;
@@ -44,26 +44,30 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
     }
     let rt = runtime()?;
     rt.block_on(async {
-        match config.plc.link {
-            PlcLink::Off => {
-                println!("ok  plc off (verdicts are recorded only)");
-                Ok(())
-            }
+        let plc = &config.plc;
+        match &plc.link {
+            PlcLink::Off => println!("ok  plc off (verdicts are recorded only)"),
             PlcLink::Simulated => {
-                let sim = SimPlc::start(config.plc.reject_coil).await?;
-                plc::probe(&config.plc, sim.addr)
+                let sim = SimPlc::start(plc).await?;
+                plc::probe(plc, &Endpoint::Tcp(sim.addr))
                     .await
                     .map_err(PlcUnreachable)?;
                 println!("ok  plc simulated (in-process Modbus server answered)");
-                Ok(())
             }
-            PlcLink::Tcp(addr) => {
-                plc::probe(&config.plc, addr)
+            PlcLink::Serve(listen) => {
+                let listener = tokio::net::TcpListener::bind(listen)
                     .await
-                    .map_err(PlcUnreachable)?;
-                println!("ok  plc {addr} answered (unit {})", config.plc.unit_id);
-                Ok::<(), anyhow::Error>(())
+                    .map_err(|e| PlcUnreachable(format!("cannot listen on {listen}: {e}")))?;
+                drop(listener);
+                println!("ok  plc server: the station can listen on {listen} for the PLC");
+            }
+            link => {
+                let endpoint =
+                    Endpoint::of(link).ok_or_else(|| PlcUnreachable("no endpoint".into()))?;
+                plc::probe(plc, &endpoint).await.map_err(PlcUnreachable)?;
+                println!("ok  plc {endpoint} answered (unit {})", plc.unit_id);
             }
         }
+        Ok::<(), anyhow::Error>(())
     })
 }

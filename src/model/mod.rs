@@ -243,8 +243,12 @@ pub fn run_worker(
     jobs: Receiver<Job>,
     reports: Sender<StageReport>,
     done: Arc<AtomicU64>,
+    mut recipe: crate::recipe::Pending<Model>,
 ) {
     while let Ok(mut job) = jobs.recv() {
+        if let Some(switched) = recipe.due(job.seq) {
+            model = switched;
+        }
         let result = model.infer(&job.tensor);
         job.times.inferred = Some(Instant::now());
         done.store(job.seq, Ordering::Release);

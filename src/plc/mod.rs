@@ -1,36 +1,38 @@
-//! PLC output over Modbus TCP (tokio-modbus client): for every verdict, write the result block to holding
-//! registers and, for a reject, pulse the reject coil.
+//! The PLC: the full handshake of a smart camera over Modbus, in three roles that share one register map
+//! ([`map`], documented for controls engineers in docs/PLC.md):
+//! - `kind = "tcp"` (role client): the station is a Modbus TCP client of a PLC that is a server;
+//! - `kind = "tcp"`, `role = "server"`: the station is a Modbus TCP server polled by the PLC ([`server`]);
+//! - `kind = "rtu"`: the station is the Modbus RTU master of a PLC on a serial line;
+//! - `kind = "simulated"`: the demo's in-process PLC ([`sim`]), reached as a TCP client.
 //!
-//! Register map (base addresses from `[plc]`):
-//! - holding registers `result_register + 0..4`: result code (1 pass, 2 reject-vision, 3 reject-acoustic,
-//!   4 reject-fail-safe, 5 error), inspection counter (results delivered, wrapping at 65536), part sequence
-//!   number high word, low word;
-//! - coil `reject_coil`: high for `reject_pulse_ms` for each rejected part.
-//!
-//! Every Modbus call runs under `timeout_ms` (tokio-modbus has no timeout of its own). When a call fails or times
-//! out the link is dropped and re-opened with exponential backoff (`reconnect_min_ms` .. `reconnect_max_ms`);
-//! the outage is logged once and counted. Policy for parts judged during an outage: they are recorded at once
-//! (the store never waits for the PLC); their results are NOT replayed later, since a late pulse would hit a
-//! different part on the belt. Each is counted as undelivered and its record becomes REJECT `plc_undelivered`.
-//! [`sim`] is the in-process PLC of the demo.
+//! [`handshake`] runs it all in one tokio task: triggers with part IDs, result buffer and acknowledge, reject gate
+//! timing ([`gate`]), heartbeats and watchdog, link loss. [`status`] is what it shows the operator.
+//! Every Modbus call runs under `timeout_ms` (tokio-modbus has no timeout of its own); a failed link is
+//! re-opened with exponential backoff (`reconnect_min_ms` .. `reconnect_max_ms`), the outage logged once and
+//! counted.
 
+pub mod gate;
+pub mod handshake;
+pub mod map;
+pub mod server;
 pub mod sim;
+pub mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{Receiver, Sender};
-use tokio::time::{Instant, sleep, timeout};
-use tokio_modbus::client::{Context, Reader, Writer};
-use tokio_modbus::prelude::{Slave, tcp};
+use tokio::time::timeout;
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::prelude::{Slave, rtu, tcp};
 
-use crate::clock::Clock;
-use crate::config::PlcConfig;
+use crate::config::{Parity, PlcConfig, PlcLink, RtuConfig};
 use crate::decision::ResultCode;
 use crate::metrics::{Counters, bump};
-use crate::store::{PlcOutcome, StoreMsg};
+use crate::part::Seq;
+
+pub use handshake::{PlcHandle, PlcInfo, start};
 
 /// One verdict to deliver.
 #[derive(Debug, Clone)]
@@ -41,9 +43,29 @@ pub struct PlcJob {
     pub reject: bool,
 }
 
-/// The result block as written to the holding registers.
-pub fn result_block(code: ResultCode, counter: u16, seq: u64) -> [u16; 4] {
-    [code as u16, counter, (seq >> 16) as u16, seq as u16]
+/// What the PLC gave with a trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlcTag {
+    /// Part ID from the command block (32 bits).
+    pub part_id: u32,
+    /// Encoder count at the trigger.
+    pub encoder: u32,
+}
+
+/// What the orchestrator tells the PLC task, in part order.
+#[derive(Debug, Clone)]
+pub enum PlcMsg {
+    /// A part was triggered (every trigger kind): it enters the gate's shift register.
+    Triggered {
+        seq: Seq,
+        part_id: String,
+        at: Instant,
+        tag: Option<PlcTag>,
+    },
+    /// A part's verdict.
+    Verdict(PlcJob),
+    /// A recipe the PLC asked for is in force from the next part on (`ok`), or was refused.
+    Recipe { number: u16, ok: bool },
 }
 
 /// Runs a Modbus call under a timeout, folding "timed out", "link broke" and "device refused" into one message.
@@ -60,34 +82,86 @@ pub async fn call<T, E1: std::fmt::Display, E2: std::fmt::Debug>(
     }
 }
 
-/// Opens a Modbus TCP connection under a timeout.
-pub async fn connect(addr: SocketAddr, unit_id: u8, limit: Duration) -> Result<Context, String> {
-    match timeout(limit, tcp::connect_slave(addr, Slave(unit_id))).await {
-        Err(_) => Err(format!(
-            "connect to {addr}: no answer within {} ms",
-            limit.as_millis()
-        )),
-        Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
-        Ok(Ok(ctx)) => Ok(ctx),
+/// Where the station reaches the PLC as a client (master).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Rtu(RtuConfig),
+}
+
+impl Endpoint {
+    /// The client endpoint of a link, if the station is a client there.
+    pub fn of(link: &PlcLink) -> Option<Endpoint> {
+        match link {
+            PlcLink::Tcp(addr) => Some(Endpoint::Tcp(*addr)),
+            PlcLink::Rtu(rtu) => Some(Endpoint::Rtu(rtu.clone())),
+            _ => None,
+        }
     }
 }
 
-/// Checks that a PLC answers at `addr` (for `station validate`): connect and read the result block.
-pub async fn probe(config: &PlcConfig, addr: SocketAddr) -> Result<(), String> {
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Rtu(r) => write!(f, "{} ({} baud)", r.device.display(), r.baud_rate),
+        }
+    }
+}
+
+/// Opens a Modbus connection (TCP, or RTU on a serial port) under a timeout.
+pub async fn connect(endpoint: &Endpoint, unit_id: u8, limit: Duration) -> Result<Context, String> {
+    match endpoint {
+        Endpoint::Tcp(addr) => {
+            match timeout(limit, tcp::connect_slave(*addr, Slave(unit_id))).await {
+                Err(_) => Err(format!(
+                    "connect to {addr}: no answer within {} ms",
+                    limit.as_millis()
+                )),
+                Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
+                Ok(Ok(ctx)) => Ok(ctx),
+            }
+        }
+        Endpoint::Rtu(r) => {
+            let parity = match r.parity {
+                Parity::None => tokio_serial::Parity::None,
+                Parity::Even => tokio_serial::Parity::Even,
+                Parity::Odd => tokio_serial::Parity::Odd,
+            };
+            let stop_bits = if r.stop_bits == 2 {
+                tokio_serial::StopBits::Two
+            } else {
+                tokio_serial::StopBits::One
+            };
+            let device = r.device.to_string_lossy();
+            let port = tokio_serial::SerialStream::open(
+                &tokio_serial::new(device.as_ref(), r.baud_rate)
+                    .parity(parity)
+                    .stop_bits(stop_bits)
+                    .data_bits(tokio_serial::DataBits::Eight),
+            )
+            .map_err(|e| format!("open serial port {device}: {e}"))?;
+            Ok(rtu::attach_slave(port, Slave(unit_id)))
+        }
+    }
+}
+
+/// Checks that a PLC answers (for `station validate`): connect and read the command block.
+pub async fn probe(config: &PlcConfig, endpoint: &Endpoint) -> Result<(), String> {
     let limit = Duration::from_millis(config.timeout_ms);
-    let mut ctx = connect(addr, config.unit_id, limit).await?;
+    let mut ctx = connect(endpoint, config.unit_id, limit).await?;
     call(
         limit,
-        "read result registers",
-        ctx.read_holding_registers(config.result_register, 4),
+        "read the command block",
+        ctx.read_holding_registers(config.command_register, map::COMMAND_LEN),
     )
     .await?;
     Ok(())
 }
 
-/// A Modbus link that reconnects with backoff.
+/// A Modbus client link that reconnects with backoff.
 pub struct Link {
-    addr: SocketAddr,
+    endpoint: Endpoint,
     unit_id: u8,
     limit: Duration,
     min_backoff: Duration,
@@ -100,10 +174,10 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(config: &PlcConfig, addr: SocketAddr, counters: Arc<Counters>) -> Self {
+    pub fn new(config: &PlcConfig, endpoint: Endpoint, counters: Arc<Counters>) -> Self {
         let min_backoff = Duration::from_millis(config.reconnect_min_ms);
         Self {
-            addr,
+            endpoint,
             unit_id: config.unit_id,
             limit: Duration::from_millis(config.timeout_ms),
             min_backoff,
@@ -120,6 +194,15 @@ impl Link {
         self.limit
     }
 
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Since when the link is down (None: up, or never tried).
+    pub fn down_since(&self) -> Option<Instant> {
+        self.down_since
+    }
+
     /// The open connection, reconnecting if the backoff allows; None while the link is down.
     /// Returns `(context, freshly_connected)`.
     pub async fn get(&mut self) -> Option<(&mut Context, bool)> {
@@ -128,7 +211,7 @@ impl Link {
             if Instant::now() < self.next_attempt {
                 return None;
             }
-            match connect(self.addr, self.unit_id, self.limit).await {
+            match connect(&self.endpoint, self.unit_id, self.limit).await {
                 Ok(ctx) => {
                     self.ctx = Some(ctx);
                     fresh = true;
@@ -136,7 +219,7 @@ impl Link {
                     if let Some(since) = self.down_since.take() {
                         tracing::info!(
                             "PLC link {} is back after {:.1} s",
-                            self.addr,
+                            self.endpoint,
                             since.elapsed().as_secs_f64()
                         );
                     }
@@ -158,124 +241,10 @@ impl Link {
             bump(&self.counters.plc_outages);
             tracing::warn!(
                 "PLC link {} lost: {why}; parts go on being judged and recorded",
-                self.addr
+                self.endpoint
             );
         }
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(self.max_backoff);
-    }
-}
-
-/// The PLC output task: delivers verdicts in order until the channel closes.
-pub async fn run_output(
-    config: PlcConfig,
-    addr: SocketAddr,
-    mut jobs: Receiver<PlcJob>,
-    store: Sender<StoreMsg>,
-    counters: Arc<Counters>,
-    clock: Clock,
-) {
-    let mut link = Link::new(&config, addr, counters.clone());
-    let mut counter: u16 = 0;
-    let pulse = Duration::from_millis(config.reject_pulse_ms);
-    while let Some(job) = jobs.recv().await {
-        let outcome = match deliver(
-            &config,
-            &mut link,
-            &job,
-            counter.wrapping_add(1),
-            pulse,
-            &clock,
-        )
-        .await
-        {
-            Ok(actuated_us) => {
-                counter = counter.wrapping_add(1);
-                bump(&counters.plc_delivered);
-                PlcOutcome::Delivered { actuated_us }
-            }
-            Err(detail) => {
-                bump(&counters.plc_undelivered);
-                PlcOutcome::Undelivered { detail }
-            }
-        };
-        let msg = StoreMsg::Actuated {
-            part_id: job.part_id,
-            outcome,
-        };
-        if store.send(msg).await.is_err() {
-            tracing::error!("record writer stopped; PLC outcome not recorded");
-        }
-    }
-}
-
-async fn deliver(
-    config: &PlcConfig,
-    link: &mut Link,
-    job: &PlcJob,
-    counter: u16,
-    pulse: Duration,
-    clock: &Clock,
-) -> Result<i64, String> {
-    let limit = link.limit();
-    let Some((ctx, fresh)) = link.get().await else {
-        return Err("PLC link down".into());
-    };
-    let result: Result<i64, String> = async {
-        if fresh {
-            // A pulse may have been cut by the outage: start from a released coil.
-            call(
-                limit,
-                "release reject coil",
-                ctx.write_single_coil(config.reject_coil, false),
-            )
-            .await?;
-        }
-        let block = result_block(job.code, counter, job.seq);
-        call(
-            limit,
-            "write result",
-            ctx.write_multiple_registers(config.result_register, &block),
-        )
-        .await?;
-        let actuated_us = clock.now_us();
-        if job.reject {
-            call(
-                limit,
-                "set reject coil",
-                ctx.write_single_coil(config.reject_coil, true),
-            )
-            .await?;
-            sleep(pulse).await;
-            call(
-                limit,
-                "release reject coil",
-                ctx.write_single_coil(config.reject_coil, false),
-            )
-            .await?;
-        }
-        Ok(actuated_us)
-    }
-    .await;
-    if let Err(e) = &result {
-        link.mark_down(e);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn result_block_splits_the_sequence_number() {
-        assert_eq!(
-            result_block(ResultCode::RejectVision, 7, 0x0001_0002),
-            [2, 7, 1, 2]
-        );
-        assert_eq!(
-            result_block(ResultCode::Pass, 65535, 70_000),
-            [1, 65535, 1, 4464]
-        );
     }
 }

@@ -7,5 +7,6 @@ mod common;
 mod config;
 mod failsafe;
 mod pipeline;
+mod plc;
 mod sources;
 mod triggers;

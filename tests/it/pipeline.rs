@@ -44,6 +44,8 @@ async fn replayed_parts_get_the_right_verdicts_and_the_plc_sees_each_one() {
             reject_coil = {REJECT_COIL}
             result_register = {RESULT_REGISTER}
             reject_pulse_ms = 5
+            result_ack = false
+            heartbeat_missed = 0
             "#,
             plc.addr
         ),
@@ -85,40 +87,40 @@ async fn replayed_parts_get_the_right_verdicts_and_the_plc_sees_each_one() {
         }
     }
 
-    // The PLC saw one result block per part, in order, each carrying its own part's sequence number, and one
-    // reject pulse per rejected part, right after that part's result.
+    // The PLC saw every part's result (result block: status word, code, inspection counter, part ID high, low,
+    // ...), once, in order, each with its own part's counter and ID; and one reject pulse per rejected part, in
+    // the same scan as that part's result (coil first).
     let writes = plc.writes(40 + 2 * defective);
-    let blocks: Vec<_> = writes
-        .iter()
-        .filter(|w| w.fc == 16 && w.address == RESULT_REGISTER)
-        .collect();
-    assert_eq!(blocks.len(), 40);
-    for (i, (block, row)) in blocks.iter().zip(&rows).enumerate() {
-        assert_eq!(
-            block.values,
-            vec![row.result_code, i as u16 + 1, 0, row.seq as u16],
-            "part {}",
-            row.seq
-        );
-    }
+    let mut results: Vec<(u16, u16, u32)> = Vec::new();
     let mut coil = false;
-    let mut last_code = None;
+    let mut rising = false;
     let mut pulses = Vec::new();
     for w in &writes {
         match (w.fc, w.address) {
-            (16, RESULT_REGISTER) => last_code = Some((w.values[0], w.values[3])),
+            (16, RESULT_REGISTER) => {
+                let v = &w.values;
+                let result = (v[1], v[2], u32::from(v[3]) << 16 | u32::from(v[4]));
+                if v[0] & 0b1000 != 0 && results.last() != Some(&result) {
+                    results.push(result);
+                }
+                if std::mem::take(&mut rising) {
+                    assert_ne!(result.0, 1, "reject pulse with a PASS result ({result:?})");
+                    pulses.push(result.1);
+                }
+            }
             (5, REJECT_COIL) => {
                 let on = w.values[0] != 0;
-                if on && !coil {
-                    let (code, seq) = last_code.expect("a pulse before any result");
-                    assert_ne!(code, 1, "reject pulse after a PASS result (part {seq})");
-                    pulses.push(seq);
-                }
+                rising = on && !coil;
                 coil = on;
             }
             other => panic!("unexpected write {other:?}: {w:?}"),
         }
     }
+    let expected: Vec<(u16, u16, u32)> = rows
+        .iter()
+        .map(|r| (r.result_code, r.seq as u16, r.seq as u32))
+        .collect();
+    assert_eq!(results, expected);
     assert!(!coil, "the reject coil was left on");
     let rejected: Vec<u16> = rows
         .iter()
@@ -149,6 +151,8 @@ async fn a_plc_that_goes_away_is_reconnected_and_no_part_is_lost() {
             reject_pulse_ms = 5
             reconnect_min_ms = 50
             reconnect_max_ms = 200
+            result_ack = false
+            heartbeat_missed = 0
             "#,
             plc.addr
         ),

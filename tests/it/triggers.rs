@@ -77,7 +77,7 @@ async fn a_plc_trigger_fires_on_rising_edges_only() {
         dir.path(),
         &format!(
             "[trigger]\nkind = \"plc\"\ninput_kind = \"coil\"\ninput_address = 5\npoll_ms = 5\n\
-             [plc]\nkind = \"tcp\"\naddress = \"{}\"\nreject_pulse_ms = 5\n{SYNTHETIC}",
+             [plc]\nkind = \"tcp\"\naddress = \"{}\"\nreject_pulse_ms = 5\nresult_ack = false\n{SYNTHETIC}",
             plc.addr
         ),
     );

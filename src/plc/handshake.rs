@@ -1,0 +1,906 @@
+//! The handshake task: one tokio task that plays the station's side of the register map ([`super::map`]) in every
+//! role. Each scan (`poll_ms`) it reads the PLC's command block (client: one Modbus read; server: the served
+//! image), reacts to it, moves parts through the reject gate, and writes the result block and the reject coil.
+//!
+//! - **Triggers** (`trigger.kind = "plc"`): a rising edge of the trigger bit is one part, tagged with the part ID
+//!   and encoder count read in the same request. TRIGGER_ACK follows until the PLC drops the bit; a bit held high
+//!   never re-fires. A trigger while BUSY (`max_parts_in_flight` parts without a verdict) is refused: flagged,
+//!   counted, and the part is recorded REJECT `pipeline_overloaded` and rejected at the gate.
+//! - **Results** carry their own part's inspection counter (the trigger's sequence number) and part ID, so they
+//!   cannot lag one trigger, and go out in trigger order (a fail-safe verdict that overtakes an inspected part
+//!   waits for it). With `result_ack`, RESULT_READY stays set until the PLC sets RESULT_ACK; the station
+//!   then clears RESULT_READY and shows the next result only after the PLC has dropped RESULT_ACK. Waiting results
+//!   queue in a buffer of `result_buffer`; a result that finds it full sets OVERRUN (latched) and is not delivered:
+//!   its part is rejected at the gate and recorded REJECT `plc_undelivered` (fail-safe).
+//! - **Reject gate** ([`super::gate`]): by delay, encoder distance, or at the verdict; a part without a verdict at
+//!   the gate is rejected fail-safe and its record gets `verdict_late_at_gate`.
+//! - **Watchdog**: the station heartbeat counts up every `heartbeat_ms`; a PLC heartbeat unchanged for
+//!   `heartbeat_missed` periods sets HEARTBEAT_LOST and ALARM, logs and counts a fault.
+//! - **Link loss** (client roles): results wait in the buffer and are delivered, in order, when the link returns;
+//!   those that overflow it are undelivered (see above). A reject pulse that cannot be written is not replayed (a
+//!   late pulse would hit another part): the part is recorded REJECT `plc_undelivered` and counted.
+//!
+//! Each part's PLC outcome goes to the record writer once, when its result and its gate passage are settled.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{self, Receiver, Sender};
+use tokio::task::JoinHandle;
+use tokio_modbus::client::{Reader, Writer};
+
+use super::gate::{AtGate, Gate, OnVerdict};
+use super::map::{COMMAND_LEN, Commands, Fault, STATUS_LEN, Status, command, status};
+use super::server::{Memory, ModbusServer, WriteGuard};
+use super::sim::{SimPlc, image_size};
+use super::status::{PlcStatus, SharedStatus};
+use super::{Endpoint, Link, PlcMsg, PlcTag, call};
+use crate::clock::Clock;
+use crate::config::{PlcConfig, PlcInputKind, PlcLink, RejectTiming, TriggerConfig};
+use crate::decision::ResultCode;
+use crate::metrics::{Counters, bump};
+use crate::part::Seq;
+use crate::store::{PlcOutcome, StoreMsg};
+use crate::trigger::TriggerEvent;
+
+/// Parts remembered at most (a part whose verdict never comes is forgotten after this many newer ones).
+const PARTS_KEPT: usize = 65_536;
+/// How long the task goes on after the line stopped, for results to be acknowledged and parts to reach the gate.
+const DRAIN: Duration = Duration::from_secs(2);
+/// A call not tried because the link is down (waiting for the next reconnect attempt).
+const LINK_DOWN: &str = "PLC link down";
+/// How often the shared status is refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+
+/// A started PLC task. It ends once `tx` (and its clones) are dropped and it has drained.
+pub struct PlcHandle {
+    pub tx: Sender<PlcMsg>,
+    /// PLC triggers, when `trigger.kind = "plc"`.
+    pub triggers: Option<Receiver<TriggerEvent>>,
+    /// Recipe numbers the PLC selected (known ones only), when recipes are configured.
+    pub recipes: Option<Receiver<u16>>,
+    pub task: JoinHandle<()>,
+    pub info: PlcInfo,
+}
+
+/// What the rest of the station may look at while the PLC task runs.
+pub struct PlcInfo {
+    pub status: SharedStatus,
+    /// The PLC's address (client; 0.0.0.0:0 over RTU), or where the station listens (server).
+    pub addr: SocketAddr,
+    /// The demo's PLC, when simulated.
+    pub sim: Option<SimPlc>,
+}
+
+/// Starts the PLC task for `config` (None with `kind = "off"`).
+pub async fn start(
+    config: &PlcConfig,
+    trigger: &TriggerConfig,
+    recipes: &[u16],
+    queue_depth: usize,
+    counters: Arc<Counters>,
+    clock: Clock,
+    store: Sender<StoreMsg>,
+) -> std::io::Result<Option<PlcHandle>> {
+    let mut config = config.clone();
+    let input = match trigger {
+        TriggerConfig::Plc {
+            input_kind,
+            input_address,
+            poll_ms,
+        } => {
+            // `trigger.poll_ms` (older configs) still sets how often the trigger is looked at.
+            config.poll_ms = config.poll_ms.min(*poll_ms);
+            Some((*input_kind, *input_address))
+        }
+        _ => None,
+    };
+    let config = &config;
+    let mut sim = None;
+    let (transport, addr) = match &config.link {
+        PlcLink::Off => return Ok(None),
+        PlcLink::Simulated => {
+            let s = SimPlc::start(config).await?;
+            let addr = s.addr;
+            sim = Some(s);
+            let link = Link::new(config, Endpoint::Tcp(addr), counters.clone());
+            (Transport::Client(Box::new(link)), addr)
+        }
+        PlcLink::Tcp(addr) => {
+            let link = Link::new(config, Endpoint::Tcp(*addr), counters.clone());
+            (Transport::Client(Box::new(link)), *addr)
+        }
+        PlcLink::Rtu(rtu) => {
+            let link = Link::new(config, Endpoint::Rtu(rtu.clone()), counters.clone());
+            (
+                Transport::Client(Box::new(link)),
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+            )
+        }
+        PlcLink::Serve(listen) => {
+            let cmd = usize::from(config.command_register);
+            let mut coils = Vec::new();
+            if let Some((PlcInputKind::Coil, address)) = input {
+                coils.push(usize::from(address));
+            }
+            let guard = WriteGuard {
+                holding: cmd..cmd + usize::from(COMMAND_LEN),
+                coils,
+            };
+            let memory = Memory::new(image_size(config), config.reject_coil, Some(guard));
+            let server = ModbusServer::start(*listen, memory).await?;
+            tracing::info!("PLC handshake: serving Modbus TCP on {}", server.addr);
+            let addr = server.addr;
+            (Transport::Server(server), addr)
+        }
+    };
+    let (tx, rx) = mpsc::channel::<PlcMsg>(queue_depth * 8);
+    let (trigger_tx, triggers) = match input {
+        Some(_) => {
+            let (t, r) = mpsc::channel(queue_depth * 4 + 64);
+            (Some(t), Some(r))
+        }
+        None => (None, None),
+    };
+    let (recipe_tx, recipe_rx) = if recipes.is_empty() {
+        (None, None)
+    } else {
+        let (t, r) = mpsc::channel(4);
+        (Some(t), Some(r))
+    };
+    let shared: SharedStatus = Arc::new(Mutex::new(PlcStatus::default()));
+    let now = Instant::now();
+    let hs = Handshake {
+        gate: Gate::new(
+            config.reject_timing,
+            Duration::from_millis(config.reject_pulse_ms),
+        ),
+        cfg: config.clone(),
+        transport,
+        input,
+        trigger_tx,
+        recipe_tx,
+        known_recipes: recipes.to_vec(),
+        requested_recipe: 0,
+        store,
+        counters,
+        clock,
+        shared: shared.clone(),
+        out: Status::default(),
+        written: None,
+        coil_written: None,
+        cmd: None,
+        trigger_high: false,
+        reset_high: false,
+        ack_wait_low: false,
+        shown: None,
+        queue: VecDeque::new(),
+        parts: BTreeMap::new(),
+        forwarded: 0,
+        triggered: 0,
+        verdicts: 0,
+        plc_heartbeat: None,
+        heartbeat_lost: false,
+        next_beat: now,
+        fault: Fault::None,
+        overrun: false,
+        refused: false,
+        view: PlcStatus::default(),
+        fired: Vec::new(),
+        started: now,
+        published: now,
+    };
+    let task = tokio::spawn(hs.run(rx));
+    Ok(Some(PlcHandle {
+        tx,
+        triggers,
+        recipes: recipe_rx,
+        task,
+        info: PlcInfo {
+            status: shared,
+            addr,
+            sim,
+        },
+    }))
+}
+
+enum Transport {
+    Client(Box<Link>),
+    Server(ModbusServer),
+}
+
+/// A result on its way to the PLC.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    seq: Seq,
+    part_id: u32,
+    code: ResultCode,
+    /// The result block showing it reached the PLC (or the served image).
+    written: bool,
+}
+
+/// What the task knows about a part until its outcome is recorded.
+#[derive(Debug)]
+struct Part {
+    record: String,
+    plc_part_id: u32,
+    verdict: bool,
+    /// Passed the gate (or no gate timing).
+    gate_done: bool,
+    /// Result delivered (Some(actuated_us)) or failed; None while pending.
+    result: Option<Result<i64, ()>>,
+    late_at_gate: bool,
+    failures: Vec<String>,
+}
+
+struct Handshake {
+    cfg: PlcConfig,
+    transport: Transport,
+    /// Where the trigger bit is, when the PLC triggers.
+    input: Option<(PlcInputKind, u16)>,
+    trigger_tx: Option<Sender<TriggerEvent>>,
+    recipe_tx: Option<Sender<u16>>,
+    known_recipes: Vec<u16>,
+    /// The recipe number last asked for by the PLC (0: none).
+    requested_recipe: u16,
+    store: Sender<StoreMsg>,
+    counters: Arc<Counters>,
+    clock: Clock,
+    shared: SharedStatus,
+    gate: Gate,
+    out: Status,
+    written: Option<[u16; STATUS_LEN as usize]>,
+    coil_written: Option<bool>,
+    /// The last command block read.
+    cmd: Option<Commands>,
+    trigger_high: bool,
+    reset_high: bool,
+    ack_wait_low: bool,
+    shown: Option<Shown>,
+    queue: VecDeque<Shown>,
+    parts: BTreeMap<Seq, Part>,
+    /// PLC triggers sent to the line, `Triggered` messages and verdicts received.
+    forwarded: u64,
+    triggered: u64,
+    verdicts: u64,
+    /// The PLC heartbeat's value and when it last changed.
+    plc_heartbeat: Option<(u16, Instant)>,
+    heartbeat_lost: bool,
+    next_beat: Instant,
+    /// Latched until the PLC's fault reset.
+    fault: Fault,
+    overrun: bool,
+    refused: bool,
+    view: PlcStatus,
+    /// Parts fired at the gate since the coil was last written.
+    fired: Vec<Seq>,
+    started: Instant,
+    published: Instant,
+}
+
+impl Handshake {
+    async fn run(mut self, mut rx: Receiver<PlcMsg>) {
+        let poll = Duration::from_millis(self.cfg.poll_ms);
+        let mut scan = tokio::time::interval(poll);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut open = true;
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            let change = self.gate.next_change(Instant::now());
+            let wake = tokio::time::Instant::from_std(
+                change.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                biased;
+                msg = rx.recv(), if open => match msg {
+                    Some(msg) => {
+                        self.on_msg(msg);
+                        while let Ok(msg) = rx.try_recv() {
+                            self.on_msg(msg);
+                        }
+                        self.step(false).await;
+                    }
+                    None => {
+                        open = false;
+                        let delay = match self.cfg.reject_timing {
+                            RejectTiming::DelayMs(ms) => Duration::from_millis(ms),
+                            _ => Duration::ZERO,
+                        };
+                        drain_until = Some(Instant::now() + DRAIN + delay);
+                        self.trigger_tx = None;
+                    }
+                },
+                _ = tokio::time::sleep_until(wake), if change.is_some() => self.step(false).await,
+                _ = scan.tick() => self.step(true).await,
+            }
+            if drain_until.is_some_and(|until| self.parts.is_empty() || Instant::now() >= until) {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    fn on_msg(&mut self, msg: PlcMsg) {
+        match msg {
+            PlcMsg::Triggered {
+                seq,
+                part_id,
+                at,
+                tag,
+            } => {
+                self.triggered += 1;
+                let encoder = tag
+                    .map(|t| t.encoder)
+                    .or(self.cmd.map(|c| c.encoder))
+                    .unwrap_or(0);
+                self.gate.part(seq, at, encoder);
+                if self.parts.len() >= PARTS_KEPT {
+                    if let Some((old, _)) = self.parts.pop_first() {
+                        tracing::warn!("PLC: part {old} never got its verdict; forgotten");
+                    }
+                }
+                self.parts.insert(
+                    seq,
+                    Part {
+                        record: part_id,
+                        plc_part_id: tag.map_or(seq as u32, |t| t.part_id),
+                        verdict: false,
+                        gate_done: self.cfg.reject_timing == RejectTiming::OnVerdict,
+                        result: None,
+                        late_at_gate: false,
+                        failures: Vec::new(),
+                    },
+                );
+            }
+            PlcMsg::Recipe { number, ok } => {
+                if ok {
+                    self.out.recipe = number;
+                } else {
+                    self.fault = Fault::UnknownRecipe;
+                }
+            }
+            PlcMsg::Verdict(job) => {
+                self.verdicts += 1;
+                let now = Instant::now();
+                let part = self.parts.entry(job.seq).or_insert_with(|| Part {
+                    record: job.part_id.clone(),
+                    plc_part_id: job.seq as u32,
+                    verdict: false,
+                    gate_done: true,
+                    result: None,
+                    late_at_gate: false,
+                    failures: Vec::new(),
+                });
+                part.verdict = true;
+                let plc_part_id = part.plc_part_id;
+                let full = self.cfg.result_ack
+                    && self.queue.len() + usize::from(self.shown.is_some())
+                        >= self.cfg.result_buffer;
+                let mut code = job.code;
+                match self.gate.verdict(job.seq, job.reject || full, now) {
+                    OnVerdict::AlreadyRejected => {
+                        code = ResultCode::RejectFailSafe;
+                        part.late_at_gate = true;
+                    }
+                    OnVerdict::Fired => self.fired.push(job.seq),
+                    OnVerdict::Scheduled | OnVerdict::Unknown => {}
+                }
+                if full {
+                    part.result = Some(Err(()));
+                    part.failures.push(format!(
+                        "result buffer full ({} results not acknowledged by the PLC): rejected at the gate",
+                        self.cfg.result_buffer
+                    ));
+                    self.view.faults.overruns += 1;
+                    self.out.diag.overruns = self.out.diag.overruns.wrapping_add(1);
+                    self.overrun = true;
+                    self.fault = Fault::ResultOverrun;
+                    tracing::warn!(
+                        "PLC: result buffer overrun (the PLC does not acknowledge); part {} rejected fail-safe",
+                        job.seq
+                    );
+                    return;
+                }
+                let shown = Shown {
+                    seq: job.seq,
+                    part_id: plc_part_id,
+                    code,
+                    written: false,
+                };
+                // In trigger order: a fail-safe verdict can overtake an inspected part's.
+                let at = self.queue.partition_point(|s| s.seq < shown.seq);
+                self.queue.insert(at, shown);
+            }
+        }
+    }
+
+    fn settle_result(&mut self, seq: Seq, result: Result<i64, String>) {
+        if let Some(part) = self.parts.get_mut(&seq) {
+            part.result = Some(match result {
+                Ok(us) => Ok(us),
+                Err(why) => {
+                    part.failures.push(why);
+                    Err(())
+                }
+            });
+        }
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.forwarded
+            .max(self.triggered)
+            .saturating_sub(self.verdicts)
+    }
+
+    /// One scan: read the commands (when `read`), react, move the gate, write the result block and the coil.
+    async fn step(&mut self, read: bool) {
+        let now = Instant::now();
+        if read {
+            match self.read_commands().await {
+                Ok((cmd, trigger_bit)) => self.on_commands(cmd, trigger_bit, now),
+                Err(e) => self.link_failed(&e),
+            }
+        }
+        self.watch_heartbeat(now);
+        if now >= self.next_beat {
+            self.out.heartbeat = self.out.heartbeat.wrapping_add(1);
+            self.next_beat = now + Duration::from_millis(self.cfg.heartbeat_ms);
+        }
+        let encoder = self.cmd.map(|c| c.encoder);
+        for event in self.gate.advance(now, encoder) {
+            match event {
+                AtGate::Rejected(seq) => self.fired.push(seq),
+                AtGate::FailSafe(seq) => {
+                    self.fired.push(seq);
+                    self.view.faults.late_at_gate += 1;
+                    self.out.diag.gate_fail_safe = self.out.diag.gate_fail_safe.wrapping_add(1);
+                    self.fault = Fault::VerdictLateAtGate;
+                    tracing::warn!("PLC: part {seq} reached the gate without a verdict: rejected");
+                    if let Some(p) = self.parts.get_mut(&seq) {
+                        p.late_at_gate = true;
+                    }
+                }
+                AtGate::Passed(_) => {}
+            }
+            if let Some(p) = self.parts.get_mut(&event.seq()) {
+                p.gate_done = true;
+            }
+        }
+        self.write_outputs(now).await;
+        self.settle_parts().await;
+        if now >= self.published + PUBLISH_EVERY {
+            self.publish(now);
+        }
+    }
+
+    async fn read_commands(&mut self) -> Result<(Commands, Option<bool>), String> {
+        let base = self.cfg.command_register;
+        let input = self.input;
+        match &mut self.transport {
+            Transport::Server(server) => {
+                let m = server.memory();
+                let b = usize::from(base);
+                let cmd = Commands::decode(&m.holding[b..b + usize::from(COMMAND_LEN)]);
+                let bit = match input {
+                    Some((PlcInputKind::Coil, a)) => Some(m.coils[usize::from(a)]),
+                    _ => None,
+                };
+                Ok((cmd, bit))
+            }
+            Transport::Client(link) => {
+                let limit = link.limit();
+                let Some((ctx, fresh)) = link.get().await else {
+                    return Err(LINK_DOWN.into());
+                };
+                if fresh {
+                    self.written = None;
+                    self.coil_written = None;
+                }
+                let t0 = Instant::now();
+                let regs = call(
+                    limit,
+                    "read the command block",
+                    ctx.read_holding_registers(base, COMMAND_LEN),
+                )
+                .await?;
+                self.view.add_rtt(t0.elapsed().as_secs_f64() * 1e3);
+                let bit = match input {
+                    Some((PlcInputKind::Coil, a)) => {
+                        Some(call(limit, "read the trigger coil", ctx.read_coils(a, 1)).await?)
+                    }
+                    Some((PlcInputKind::DiscreteInput, a)) => Some(
+                        call(
+                            limit,
+                            "read the trigger input",
+                            ctx.read_discrete_inputs(a, 1),
+                        )
+                        .await?,
+                    ),
+                    _ => None,
+                }
+                .map(|bits| bits.first().copied().unwrap_or(false));
+                Ok((Commands::decode(&regs), bit))
+            }
+        }
+    }
+
+    fn link_failed(&mut self, why: &str) {
+        if let Transport::Client(link) = &mut self.transport {
+            if why != LINK_DOWN {
+                let was_up = link.down_since().is_none();
+                link.mark_down(why);
+                if was_up {
+                    self.view.faults.outages += 1;
+                    self.out.diag.outages = self.out.diag.outages.wrapping_add(1);
+                }
+            }
+            self.written = None;
+            self.coil_written = None;
+        }
+    }
+
+    fn on_commands(&mut self, cmd: Commands, trigger_bit: Option<bool>, now: Instant) {
+        self.cmd = Some(cmd);
+        match self.plc_heartbeat {
+            Some((value, _)) if value == cmd.heartbeat => {}
+            _ => {
+                if self.heartbeat_lost {
+                    tracing::info!("PLC heartbeat is back");
+                }
+                self.heartbeat_lost = false;
+                self.plc_heartbeat = Some((cmd.heartbeat, now));
+            }
+        }
+        // Fault reset (rising edge): clears the latched faults whose cause is gone.
+        let reset = cmd.has(command::FAULT_RESET);
+        if reset && !self.reset_high {
+            self.fault = if self.heartbeat_lost {
+                Fault::HeartbeatLost
+            } else {
+                Fault::None
+            };
+            self.overrun = false;
+            self.refused = false;
+            tracing::info!("PLC: fault reset");
+        }
+        self.reset_high = reset;
+        // Trigger: rising edge only.
+        if let Some(tx) = &self.trigger_tx {
+            let high = trigger_bit.unwrap_or(cmd.has(command::TRIGGER));
+            if high && !self.trigger_high {
+                let busy = self.in_flight() >= self.cfg.max_parts_in_flight as u64;
+                let event = TriggerEvent {
+                    at: now,
+                    tag: Some(PlcTag {
+                        part_id: cmd.part_id,
+                        encoder: cmd.encoder,
+                    }),
+                    refused: busy,
+                };
+                if busy {
+                    self.refused = true;
+                    self.fault = Fault::TriggerRefused;
+                    self.view.faults.refused += 1;
+                    self.out.diag.refused = self.out.diag.refused.wrapping_add(1);
+                    tracing::warn!(
+                        "PLC: trigger for part ID {} refused: busy ({} parts in flight); it will be rejected",
+                        cmd.part_id,
+                        self.in_flight()
+                    );
+                } else {
+                    self.out.diag.triggers = self.out.diag.triggers.wrapping_add(1);
+                }
+                tracing::debug!("PLC trigger: part ID {} (busy: {busy})", cmd.part_id);
+                match tx.try_send(event) {
+                    Ok(()) => self.forwarded += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::error!(
+                            "PLC: trigger for part ID {} lost: the trigger queue is full",
+                            cmd.part_id
+                        );
+                        self.view.faults.refused += 1;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+            self.trigger_high = high;
+        }
+        // Recipe select (0: no request).
+        if cmd.recipe != 0 && cmd.recipe != self.requested_recipe {
+            self.requested_recipe = cmd.recipe;
+            match &self.recipe_tx {
+                Some(tx) if self.known_recipes.contains(&cmd.recipe) => {
+                    if tx.try_send(cmd.recipe).is_err() {
+                        tracing::error!("PLC: recipe {} not requested: loader busy", cmd.recipe);
+                        self.fault = Fault::UnknownRecipe;
+                    }
+                }
+                _ => {
+                    tracing::warn!(
+                        "PLC asks for recipe {}, which is not configured ([[recipe]]): refused",
+                        cmd.recipe
+                    );
+                    self.fault = Fault::UnknownRecipe;
+                }
+            }
+        }
+        // Result handshake.
+        let ack = cmd.has(command::RESULT_ACK);
+        if self.cfg.result_ack {
+            if !ack {
+                self.ack_wait_low = false;
+            }
+            let acked = self
+                .shown
+                .filter(|s| s.written && ack && !self.ack_wait_low);
+            if let Some(shown) = acked {
+                self.shown = None;
+                self.ack_wait_low = true;
+                let us = self.clock.wall_us(now);
+                self.settle_result(shown.seq, Ok(us));
+            }
+        }
+    }
+
+    fn watch_heartbeat(&mut self, now: Instant) {
+        if self.cfg.heartbeat_missed == 0 || self.heartbeat_lost {
+            return;
+        }
+        let since = self.plc_heartbeat.map_or(self.started, |(_, t)| t);
+        let limit =
+            Duration::from_millis(self.cfg.heartbeat_ms * u64::from(self.cfg.heartbeat_missed));
+        if now.duration_since(since) > limit {
+            self.heartbeat_lost = true;
+            self.fault = Fault::HeartbeatLost;
+            self.view.faults.heartbeat += 1;
+            self.out.diag.heartbeat_faults = self.out.diag.heartbeat_faults.wrapping_add(1);
+            tracing::warn!(
+                "PLC heartbeat unchanged for {} ms ({} periods): alarm",
+                limit.as_millis(),
+                self.cfg.heartbeat_missed
+            );
+        }
+    }
+
+    /// The next result to show, when every part triggered before it has its verdict (results go out in
+    /// trigger order).
+    fn next_result(&mut self) -> Option<Shown> {
+        let seq = self.queue.front()?.seq;
+        if self.parts.range(..seq).any(|(_, p)| !p.verdict) {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    fn compose(&mut self) {
+        if self.cfg.result_ack {
+            if self.shown.is_none() && !self.ack_wait_low {
+                self.shown = self.next_result();
+            }
+        } else {
+            while let Some(next) = self.next_result() {
+                if let Some(old) = self.shown.replace(next).filter(|old| !old.written) {
+                    self.settle_result(
+                        old.seq,
+                        Err("overwritten by the next result before the PLC could read it".into()),
+                    );
+                }
+            }
+        }
+        let busy = self.in_flight() >= self.cfg.max_parts_in_flight as u64;
+        let o = &mut self.out;
+        o.set(status::READY, !busy);
+        o.set(status::BUSY, busy);
+        o.set(status::TRIGGER_ACK, self.trigger_high);
+        o.set(status::RESULT_READY, self.shown.is_some());
+        o.set(status::OVERRUN, self.overrun);
+        o.set(
+            status::ALARM,
+            self.fault != Fault::None || self.heartbeat_lost,
+        );
+        o.set(status::TRIGGER_REFUSED, self.refused);
+        o.set(status::HEARTBEAT_LOST, self.heartbeat_lost);
+        if let Some(s) = &self.shown {
+            o.result_code = s.code as u16;
+            o.counter = s.seq as u16;
+            o.part_id = s.part_id;
+        }
+        o.buffer_depth = (self.queue.len() + usize::from(self.shown.is_some())) as u16;
+        o.fault = self.fault as u16;
+        o.diag.reject_pulses = self.gate.pulses as u16;
+    }
+
+    async fn write_outputs(&mut self, now: Instant) {
+        self.compose();
+        let block = self.out.encode();
+        let coil = self.gate.coil(now);
+        let base = self.cfg.result_register;
+        let coil_addr = self.cfg.reject_coil;
+        let result: Result<(), String> = match &mut self.transport {
+            Transport::Server(server) => {
+                let mut m = server.memory();
+                let b = usize::from(base);
+                m.holding[b..b + block.len()].copy_from_slice(&block);
+                m.coils[usize::from(coil_addr)] = coil;
+                self.written = Some(block);
+                self.coil_written = Some(coil);
+                Ok(())
+            }
+            Transport::Client(link) => {
+                let limit = link.limit();
+                match link.get().await {
+                    None => Err(LINK_DOWN.into()),
+                    Some((ctx, fresh)) => {
+                        if fresh {
+                            self.written = None;
+                            self.coil_written = None;
+                        }
+                        // The coil first: it is the time-critical output.
+                        let mut r = Ok(());
+                        if self.coil_written != Some(coil) {
+                            r = call(
+                                limit,
+                                "write the reject coil",
+                                ctx.write_single_coil(coil_addr, coil),
+                            )
+                            .await;
+                            if r.is_ok() {
+                                self.coil_written = Some(coil);
+                            }
+                        }
+                        if r.is_ok() && self.written != Some(block) {
+                            r = call(
+                                limit,
+                                "write the result block",
+                                ctx.write_multiple_registers(base, &block),
+                            )
+                            .await;
+                            if r.is_ok() {
+                                self.written = Some(block);
+                            }
+                        }
+                        r
+                    }
+                }
+            }
+        };
+        let fired = std::mem::take(&mut self.fired);
+        if let Err(e) = result {
+            if coil && self.coil_written != Some(coil) {
+                for seq in fired {
+                    self.view.faults.missed_pulses += 1;
+                    self.fault = Fault::RejectPulseMissed;
+                    tracing::warn!("PLC: reject pulse for part {seq} not written: {e}");
+                    if let Some(p) = self.parts.get_mut(&seq) {
+                        p.failures.push(format!("reject pulse not written: {e}"));
+                    }
+                }
+            }
+            self.link_failed(&e);
+            return;
+        }
+        let written = self.written == Some(block);
+        if let Some(shown) = self.shown.as_mut().filter(|s| written && !s.written) {
+            shown.written = true;
+            let seq = shown.seq;
+            if !self.cfg.result_ack {
+                let us = self.clock.wall_us(now);
+                self.settle_result(seq, Ok(us));
+            }
+        }
+    }
+
+    /// Records the outcome of every part whose verdict, result and gate passage are settled.
+    async fn settle_parts(&mut self) {
+        let done: Vec<Seq> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.verdict && p.gate_done && p.result.is_some())
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in done {
+            if let Some(part) = self.parts.remove(&seq) {
+                self.record(part).await;
+            }
+        }
+    }
+
+    async fn record(&mut self, part: Part) {
+        if part.late_at_gate {
+            let msg = StoreMsg::Actuated {
+                part_id: part.record.clone(),
+                outcome: PlcOutcome::RejectedAtGate {
+                    detail: "no verdict when the part reached the reject gate: rejected fail-safe"
+                        .into(),
+                },
+            };
+            let _ = self.store.send(msg).await;
+        }
+        let outcome = match (part.result, part.failures.is_empty()) {
+            (Some(Ok(actuated_us)), true) => {
+                bump(&self.counters.plc_delivered);
+                PlcOutcome::Delivered { actuated_us }
+            }
+            _ => {
+                bump(&self.counters.plc_undelivered);
+                PlcOutcome::Undelivered {
+                    detail: if part.failures.is_empty() {
+                        "result not delivered".into()
+                    } else {
+                        part.failures.join("; ")
+                    },
+                }
+            }
+        };
+        let msg = StoreMsg::Actuated {
+            part_id: part.record,
+            outcome,
+        };
+        if self.store.send(msg).await.is_err() {
+            tracing::error!("record writer stopped; PLC outcome not recorded");
+        }
+    }
+
+    fn publish(&mut self, now: Instant) {
+        self.published = now;
+        let v = &mut self.view;
+        v.link = match &self.transport {
+            Transport::Client(link) => match link.down_since() {
+                None if self.cmd.is_some() => format!("up ({})", link.endpoint()),
+                None => format!("connecting ({})", link.endpoint()),
+                Some(t) => format!(
+                    "DOWN for {:.1} s ({})",
+                    now.duration_since(t).as_secs_f64(),
+                    link.endpoint()
+                ),
+            },
+            Transport::Server(server) => {
+                let m = server.memory();
+                match m.last_request {
+                    Some(t) => format!(
+                        "serving {} (last PLC request {} ms ago)",
+                        server.addr,
+                        now.duration_since(t).as_millis()
+                    ),
+                    None => format!("serving {} (no PLC request yet)", server.addr),
+                }
+            }
+        };
+        v.plc_heartbeat_age_ms = self
+            .plc_heartbeat
+            .map(|(_, t)| now.duration_since(t).as_millis() as u64);
+        v.buffer_depth = usize::from(self.out.buffer_depth);
+        v.parts_before_gate = self.gate.len();
+        v.reject_pulses = self.gate.pulses;
+        v.merged_pulses = self.gate.merged;
+        *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();
+    }
+
+    /// After the drain: parts still unsettled are recorded undelivered; the coil is released.
+    async fn finish(mut self) {
+        let parts = std::mem::take(&mut self.parts);
+        for (_, mut part) in parts {
+            if !part.verdict {
+                continue;
+            }
+            if part.result.is_none() {
+                part.failures
+                    .push("the station stopped before the PLC acknowledged the result".into());
+            }
+            if !part.gate_done {
+                part.failures
+                    .push("the station stopped before the part reached the gate".into());
+            }
+            self.record(part).await;
+        }
+        let now = Instant::now();
+        // Release the coil; keep the pulse counts for the summary.
+        let (pulses, merged) = (self.gate.pulses, self.gate.merged);
+        self.gate = Gate::new(RejectTiming::OnVerdict, Duration::ZERO);
+        (self.gate.pulses, self.gate.merged) = (pulses, merged);
+        self.write_outputs(now).await;
+        self.publish(now);
+    }
+}

@@ -1,0 +1,98 @@
+//! Recipes: a PLC's recipe number selects the model, threshold and ROI (`[[recipe]]` in the config).
+//!
+//! The switch never leaves a part half-judged: a recipe is loaded off the line (tokio's blocking pool), then the
+//! orchestrator gives it a first sequence number and hands the new preprocessor and model to their workers over
+//! the switch channels ([`Switches`]); each worker applies it just before the first part with that number, and
+//! the orchestrator judges and records each part with the model info (threshold) of the recipe its number
+//! falls under. Parts triggered before the switch finish with the old recipe.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender};
+
+use crate::config::{Config, RecipeConfig};
+use crate::model::{Model, ModelError};
+use crate::part::Seq;
+use crate::preprocess::Preprocessor;
+
+/// A loaded recipe, ready to switch to.
+pub struct Loaded {
+    pub number: u16,
+    pub preprocessor: Preprocessor,
+    pub model: Model,
+}
+
+/// Loads a recipe's model (checked against its manifest) and builds its preprocessor.
+pub fn load(recipe: &RecipeConfig, onnxruntime_path: Option<&Path>) -> Result<Loaded, ModelError> {
+    let model = Model::load(&recipe.model, onnxruntime_path)?;
+    let preprocessor = Preprocessor::new(&recipe.preprocess, &model.manifest.input);
+    Ok(Loaded {
+        number: recipe.number,
+        preprocessor,
+        model,
+    })
+}
+
+/// A loaded recipe, or its number and why it could not be loaded.
+pub type LoadResult = Result<Loaded, (u16, String)>;
+
+/// Starts the loader task: loads each recipe number the PLC asks for (`requests`, from the PLC handshake) on the
+/// blocking pool and hands it to the orchestrator. Without requests the channel simply stays empty.
+pub fn start_loader(
+    config: &Config,
+    requests: Option<tokio::sync::mpsc::Receiver<u16>>,
+) -> tokio::sync::mpsc::Receiver<LoadResult> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let Some(mut requests) = requests else {
+        return rx;
+    };
+    let recipes = config.recipes.clone();
+    let ort = config.station.onnxruntime_path.clone();
+    tokio::spawn(async move {
+        while let Some(number) = requests.recv().await {
+            let Some(recipe) = recipes.iter().find(|r| r.number == number).cloned() else {
+                continue;
+            };
+            let ort = ort.clone();
+            tracing::info!("loading recipe {number} ({})", recipe.model.dir.display());
+            let result = tokio::task::spawn_blocking(move || load(&recipe, ort.as_deref()))
+                .await
+                .map_err(|e| (number, format!("loader stopped: {e}")))
+                .and_then(|r| r.map_err(|e| (number, e.to_string())));
+            if tx.send(result).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The orchestrator's ends of the workers' switch channels.
+pub struct Switches {
+    pub preprocess: Sender<(Seq, Preprocessor)>,
+    pub inference: Sender<(Seq, Model)>,
+}
+
+/// A worker's end: what to apply, from which part on.
+pub struct Pending<T> {
+    rx: Receiver<(Seq, T)>,
+    queued: std::collections::VecDeque<(Seq, T)>,
+}
+
+impl<T> Pending<T> {
+    pub fn new(rx: Receiver<(Seq, T)>) -> Self {
+        Pending {
+            rx,
+            queued: Default::default(),
+        }
+    }
+
+    /// The newest switch due at part `seq`, if any (called by the worker before each part).
+    pub fn due(&mut self, seq: Seq) -> Option<T> {
+        self.queued.extend(self.rx.try_iter());
+        let mut due = None;
+        while self.queued.front().is_some_and(|(from, _)| *from <= seq) {
+            due = self.queued.pop_front().map(|(_, t)| t);
+        }
+        due
+    }
+}

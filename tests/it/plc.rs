@@ -1,0 +1,707 @@
+//! The PLC handshake against a PLC simulator (tests/peers/plc_sim.py, pymodbus) in every role: the station as
+//! Modbus TCP client, as Modbus TCP server, as Modbus RTU master over a socat pseudo-terminal pair; and its
+//! faults: link cut, PLC heartbeat stopped, a PLC that never acknowledges, a trigger held high, triggers while
+//! busy, verdicts too late for the gate.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use inspection_station::config::Config;
+use inspection_station::metrics::RunSummary;
+use inspection_station::pipeline::{self, Ready, RunOptions};
+
+use crate::common::{Row, make_model, python, root, rows, station};
+
+#[derive(Debug, Deserialize)]
+pub struct Trigger {
+    pub part_id: u32,
+    pub t: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Shown {
+    pub counter: u16,
+    pub part_id: u32,
+    pub code: u16,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Seen {
+    pub bits: u16,
+    pub max_depth: u16,
+    pub faults: Vec<u16>,
+    /// Diagnostic registers +9..+15: triggers, refused, overruns, heartbeat faults, gate fail-safe, outages,
+    /// reject pulses.
+    pub diag: Option<Vec<u16>>,
+}
+
+/// What the simulated PLC saw (times in ms on its own clock).
+#[derive(Debug, Deserialize)]
+pub struct Report {
+    pub triggers: Vec<Trigger>,
+    pub results: Vec<Shown>,
+    pub pulses: Vec<(f64, Option<f64>)>,
+    pub seen: Seen,
+    pub station_heartbeats: usize,
+    /// The active recipe register's successive values.
+    pub recipes: Vec<u16>,
+}
+
+const OVERRUN: u16 = 1 << 4;
+const ALARM: u16 = 1 << 5;
+const TRIGGER_REFUSED: u16 = 1 << 6;
+const HEARTBEAT_LOST: u16 = 1 << 7;
+
+/// The PLC simulator, running.
+pub struct Sim {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std_mpsc::Receiver<String>,
+    /// What it printed after READY: its port, its end of the serial line for the station, or `-`.
+    pub ready: String,
+}
+
+impl Sim {
+    pub fn start(scenario: serde_json::Value) -> Sim {
+        let mut child = Command::new(python())
+            .arg(root().join("tests/peers/plc_sim.py"))
+            .arg(scenario.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the PLC simulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the PLC simulator did not start");
+        let ready = first
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("unexpected first line from the simulator: {first}"))
+            .to_string();
+        Sim {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            ready,
+        }
+    }
+
+    /// Lets a simulator started with `wait_for_go` begin its program.
+    pub fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the program to end and returns what it saw.
+    pub fn report(&mut self) -> Report {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the PLC simulator did not report");
+            if let Some(json) = line.strip_prefix("RESULT ") {
+                return serde_json::from_str(json).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the line; returns its task and the addresses once it runs.
+async fn start_line(
+    config: &Config,
+    max_parts: u64,
+) -> (tokio::task::JoinHandle<RunSummary>, Ready) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let cfg = config.clone();
+    let line = tokio::spawn(async move {
+        let opts = RunOptions {
+            max_parts: Some(max_parts),
+            ready: Some(ready_tx),
+            ..Default::default()
+        };
+        pipeline::run(&cfg, opts, std::future::pending::<()>())
+            .await
+            .unwrap_or_else(|e| panic!("run failed: {e}"))
+    });
+    (line, ready_rx.await.expect("the line did not start"))
+}
+
+async fn finish(line: tokio::task::JoinHandle<RunSummary>) -> RunSummary {
+    tokio::time::timeout(Duration::from_secs(60), line)
+        .await
+        .expect("the line did not stop")
+        .unwrap()
+}
+
+fn report_of(sim: Sim) -> Report {
+    let mut sim = sim;
+    tokio::task::block_in_place(|| sim.report())
+}
+
+const SYNTHETIC: &str = "[source]\nkind = \"synthetic\"\nseed = 5\ndefect_fraction = 0.35\n";
+
+/// Every result arrived once, in order, with its own part's counter and part ID and the recorded code.
+fn assert_results_match(report: &Report, rows: &[Row]) {
+    assert_eq!(report.results.len(), rows.len(), "{:?}", report.results);
+    for (i, (shown, row)) in report.results.iter().zip(rows).enumerate() {
+        assert_eq!(shown.counter, row.seq as u16, "result {i}: {shown:?}");
+        assert_eq!(
+            shown.code, row.result_code,
+            "result {i}: {shown:?} vs {row:?}"
+        );
+        if let Some(trigger) = report.triggers.get(i) {
+            assert_eq!(
+                shown.part_id, trigger.part_id,
+                "result {i} carries another part's ID"
+            );
+        }
+    }
+}
+
+/// Each rejected part got one pulse, starting `delay_ms` after its trigger (generous tolerance: loaded machine);
+/// returns the trigger-to-pulse latencies in ms.
+fn assert_pulses_on_time(report: &Report, delay_ms: f64) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    let mut pulses = report.pulses.iter();
+    for (trigger, shown) in report.triggers.iter().zip(&report.results) {
+        if shown.code == 1 {
+            continue;
+        }
+        let t = trigger.t.expect("trigger time");
+        let (on, off) = pulses
+            .next()
+            .unwrap_or_else(|| panic!("no pulse for part {}", trigger.part_id));
+        let latency = on - t;
+        assert!(
+            (delay_ms - 15.0..=delay_ms + 150.0).contains(&latency),
+            "part {}: pulse {latency:.1} ms after the trigger, configured {delay_ms} ms",
+            trigger.part_id
+        );
+        assert!(off.is_some(), "the reject coil was left on");
+        latencies.push(latency);
+    }
+    assert!(pulses.next().is_none(), "more pulses than rejects");
+    assert!(!latencies.is_empty(), "the run needs rejected parts");
+    latencies
+}
+
+fn spread(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[((p / 100.0 * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    println!(
+        "{name}: n {} min {:.1} p50 {:.1} p99 {:.1} max {:.1} ms",
+        ms.len(),
+        ms[0],
+        at(50.0),
+        at(99.0),
+        ms[ms.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_time() {
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 30, "period_ms": 90, "wait_for_go": true, "linger_s": 1.5,
+                                    "run_s": 30}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             reject_delay_ms = 1000\nreject_pulse_ms = 20\nheartbeat_ms = 50\ntimeout_ms = 500\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 30).await;
+    sim.go();
+    // `station plc status` beside the running line: it reads the map from the PLC.
+    let file = dir.path().join("station.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_station"))
+            .args(["plc", "status", "--seconds", "1", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    for expected in [
+        "link up",
+        "round trip      p50",
+        "heartbeats      station",
+        "counters        triggers",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    assert_eq!(
+        text.matches("changed").count(),
+        2,
+        "both heartbeats count: {text}"
+    );
+    let report = report_of(sim);
+    let summary = finish(line).await;
+    let rows = rows(&config);
+    assert_eq!(summary.parts, 30, "{summary}");
+    assert_eq!(summary.plc_delivered, 30, "{summary}");
+    assert!(rows.iter().all(|r| r.plc_status == "delivered"));
+    assert_results_match(&report, &rows);
+    let latencies = assert_pulses_on_time(&report, 1000.0);
+    println!("{summary}");
+    spread(
+        "client role: trigger to reject output (configured 1000 ms)",
+        latencies,
+    );
+    assert!(
+        report.station_heartbeats > 10,
+        "the station heartbeat counts"
+    );
+    // No fault but, on a very loaded machine, a verdict late at the gate (5).
+    assert!(
+        report.seen.faults.iter().all(|f| [0, 5].contains(f)),
+        "{:?}",
+        report.seen
+    );
+    assert_eq!(report.seen.bits & HEARTBEAT_LOST, 0, "{:?}", report.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn station_as_server_is_polled_by_the_plc_and_rejects_at_the_encoder_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10 counts per ms on the simulator's encoder: 10000 counts = 1000 ms.
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\nrole = \"server\"\n\
+             listen = \"127.0.0.1:0\"\nreject_distance_counts = 10000\nreject_pulse_ms = 20\nheartbeat_ms = 50\n"
+        ),
+    );
+    let (line, ready) = start_line(&config, 25).await;
+    let addr = ready.plc.expect("the station's Modbus server");
+    let sim = Sim::start(
+        json!({"role": "client", "connect": addr.to_string(), "parts": 25,
+                                "period_ms": 90, "counts_per_ms": 10, "run_s": 30, "linger_s": 1.5}),
+    );
+    let summary = finish(line).await;
+    let report = report_of(sim);
+    let rows = rows(&config);
+    assert_eq!(summary.parts, 25, "{summary}");
+    assert_eq!(summary.plc_delivered, 25, "{summary}");
+    assert_results_match(&report, &rows);
+    let latencies = assert_pulses_on_time(&report, 1000.0);
+    spread(
+        "server role: trigger to reject output (10000 counts = 1000 ms)",
+        latencies,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn station_as_rtu_master_over_a_serial_line() {
+    let mut sim = Sim::start(
+        json!({"role": "rtu", "parts": 12, "period_ms": 150, "wait_for_go": true,
+                                    "run_s": 30, "baud": 115200, "linger_s": 1.5}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"rtu\"\ndevice = \"{}\"\nbaud_rate = 115200\n\
+             parity = \"none\"\nreject_delay_ms = 1000\nreject_pulse_ms = 20\npoll_ms = 10\ntimeout_ms = 500\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 12).await;
+    sim.go();
+    let summary = finish(line).await;
+    let report = report_of(sim);
+    let rows = rows(&config);
+    assert_eq!(
+        (summary.parts, summary.plc_delivered),
+        (12, 12),
+        "{summary}"
+    );
+    assert_results_match(&report, &rows);
+    let latencies = assert_pulses_on_time(&report, 1000.0);
+    spread(
+        "rtu: trigger to reject output (configured 1000 ms)",
+        latencies,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_mid_run_delays_results_but_loses_none() {
+    // Station-timed parts (interval trigger) go on during the outage; their results wait in the buffer.
+    let mut sim = Sim::start(
+        json!({"role": "server", "wait_for_go": true, "cut_at_s": 1.0,
+                                    "cut_for_s": 2.0, "expect_results": 50, "run_s": 20}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\ninterval_ms = 60\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             result_buffer = 64\nreject_pulse_ms = 10\ntimeout_ms = 200\nreconnect_min_ms = 50\n\
+             reconnect_max_ms = 200\n",
+            sim.ready
+        ),
+    );
+    sim.go();
+    let (line, _) = start_line(&config, 50).await;
+    let summary = finish(line).await;
+    let report = report_of(sim);
+    let rows = rows(&config);
+    assert_eq!(rows.len(), 50, "every part is recorded");
+    assert!(summary.plc_outages >= 1, "{summary}");
+    // Every result reached the PLC once, in order, after the link came back.
+    assert_eq!(report.results.len(), 50, "{:?}", report.results);
+    for (shown, row) in report.results.iter().zip(&rows) {
+        assert_eq!(
+            (shown.counter, shown.part_id),
+            (row.seq as u16, row.seq as u32)
+        );
+        assert_eq!(shown.code, row.result_code);
+    }
+    // Passes judged during the outage are delivered late; rejects whose pulse could not be written are not
+    // replayed: recorded REJECT plc_undelivered.
+    let missed: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.plc_status == "undelivered")
+        .collect();
+    assert!(!missed.is_empty(), "rejects during a 2 s outage: {summary}");
+    for row in &missed {
+        assert_eq!(row.verdict, "REJECT");
+        assert!(row.reason_codes().contains(&"plc_undelivered".to_string()));
+        assert!(
+            row.reasons.to_string().contains("reject pulse not written"),
+            "{}",
+            row.reasons
+        );
+    }
+    assert_eq!(
+        summary.plc_delivered + summary.plc_undelivered,
+        50,
+        "{summary}"
+    );
+    assert_eq!(
+        report.seen.diag.as_ref().unwrap()[5],
+        1,
+        "one outage in the diagnostics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_heartbeat_that_stops_raises_the_alarm_until_reset() {
+    let mut sim = Sim::start(
+        json!({"role": "server", "wait_for_go": true, "heartbeat_stop_s": 0.8,
+                                    "reset_at_s": 2.0, "run_s": 2.6}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\ninterval_ms = 100\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             heartbeat_ms = 50\nheartbeat_missed = 5\n",
+            sim.ready
+        ),
+    );
+    sim.go();
+    let (line, _) = start_line(&config, 20).await;
+    let report = report_of(sim);
+    let summary = finish(line).await;
+    let seen = &report.seen;
+    assert_ne!(seen.bits & HEARTBEAT_LOST, 0, "{seen:?}");
+    assert_ne!(seen.bits & ALARM, 0, "{seen:?}");
+    assert!(
+        seen.faults.contains(&1),
+        "fault code 1 (heartbeat lost): {seen:?}"
+    );
+    assert_eq!(
+        seen.diag.as_ref().unwrap()[3],
+        1,
+        "one heartbeat fault counted: {seen:?}"
+    );
+    // The heartbeat stays stopped: a fault reset does not clear a cause that is still there.
+    assert!(seen.faults.contains(&1));
+    assert_eq!(
+        summary.parts, 20,
+        "inspection goes on under the alarm: {summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_fail_safe() {
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 10, "period_ms": 80, "ack": false,
+                                    "wait_for_go": true, "run_s": 2.5}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n[source]\nkind = \"synthetic\"\nseed = 5\ndefect_fraction = 0.0\n\
+             [plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nresult_buffer = 4\nreject_delay_ms = 100\n\
+             reject_pulse_ms = 10\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 10).await;
+    sim.go();
+    let report = report_of(sim);
+    let summary = finish(line).await;
+    let rows = rows(&config);
+    assert_eq!(rows.len(), 10);
+    // The first result stays shown (never overwritten); the buffer holds 4; the rest overrun.
+    assert_eq!(report.results.len(), 1, "{:?}", report.results);
+    assert_eq!(
+        (report.results[0].counter, report.results[0].part_id),
+        (1, 1000)
+    );
+    assert_eq!(report.seen.max_depth, 4, "{:?}", report.seen);
+    assert_ne!(report.seen.bits & OVERRUN, 0);
+    assert!(report.seen.faults.contains(&2), "{:?}", report.seen);
+    assert_eq!(report.seen.diag.as_ref().unwrap()[2], 6, "6 overruns");
+    // Good parts whose result overran are rejected at the gate and recorded as such.
+    assert_eq!(report.pulses.len(), 6, "{:?}", report.pulses);
+    for row in &rows[4..] {
+        assert_eq!(row.verdict, "REJECT");
+        assert!(
+            row.reasons.to_string().contains("result buffer full"),
+            "{}",
+            row.reasons
+        );
+    }
+    // The 4 buffered ones were never acknowledged: undelivered at shutdown.
+    assert_eq!(summary.plc_undelivered, 10, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_held_high_fires_once_and_triggers_while_busy_are_refused() {
+    // Held high for 600 ms: one part. Then triggers every 10 ms with one part allowed in flight: some are
+    // refused (busy), flagged, recorded and rejected; none is lost and results stay in order.
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 12, "period_ms": 10, "hold_ms": 3,
+                                    "hold_first_ms": 600, "wait_for_go": true, "run_s": 20, "scan_ms": 1}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             max_parts_in_flight = 1\npoll_ms = 2\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 12).await;
+    sim.go();
+    let summary = finish(line).await;
+    let report = report_of(sim);
+    let rows = rows(&config);
+    assert_eq!(report.triggers.len(), 12);
+    assert_eq!(rows.len(), 12, "one part per rising edge: {summary}");
+    assert_results_match(&report, &rows);
+    let refused = report.seen.diag.as_ref().unwrap()[1];
+    assert!(
+        refused > 0,
+        "triggers every 10 ms with one part in flight: {:?}",
+        report.seen
+    );
+    assert_ne!(report.seen.bits & TRIGGER_REFUSED, 0);
+    let overloaded = rows
+        .iter()
+        .filter(|r| {
+            r.reason_codes()
+                .contains(&"pipeline_overloaded".to_string())
+        })
+        .count();
+    assert_eq!(
+        overloaded as u16, refused,
+        "each refused trigger is a recorded REJECT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_reaches_the_gate_before_its_verdict_is_rejected_fail_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow");
+    make_model("slow", &slow);
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 3, "period_ms": 300, "wait_for_go": true,
+                                    "run_s": 30}),
+    );
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[model]\ndir = \"{}\"\n[plc]\nkind = \"tcp\"\n\
+             address = \"127.0.0.1:{}\"\nreject_delay_ms = 5\nreject_pulse_ms = 10\n",
+            slow.display(),
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 3).await;
+    sim.go();
+    let summary = finish(line).await;
+    let report = report_of(sim);
+    let rows = rows(&config);
+    assert_eq!(rows.len(), 3, "{summary}");
+    assert_eq!(report.pulses.len(), 3, "every part rejected at the gate");
+    for (row, shown) in rows.iter().zip(&report.results) {
+        assert_eq!(row.verdict, "REJECT");
+        assert!(
+            row.reason_codes()
+                .contains(&"verdict_late_at_gate".to_string()),
+            "{}",
+            row.reasons
+        );
+        assert_eq!(
+            (row.result_code, shown.code),
+            (4, 4),
+            "reject fail-safe on both sides"
+        );
+    }
+    assert!(report.seen.faults.contains(&5), "{:?}", report.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plc_recipe_switches_model_threshold_and_roi_between_parts() {
+    // Recipe 2 rejects everything, recipe 1 passes everything; 9 is not configured.
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 30, "period_ms": 100, "wait_for_go": true,
+                                    "recipe_at": [[0, 2], [1500, 9], [2000, 1]], "run_s": 30}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             [[recipe]]\nnumber = 1\nthreshold = 1000000.0\nroi = [0, 0, 320, 320]\n\
+             [[recipe]]\nnumber = 2\nthreshold = -1000000.0\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 30).await;
+    sim.go();
+    let report = report_of(sim);
+    let summary = finish(line).await;
+    assert_eq!(summary.parts, 30, "{summary}");
+    let rows = rows(&config);
+    assert_results_match(&report, &rows);
+    // Each part is judged wholly by one recipe, and recipes follow each other in the order asked for.
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let judged: Vec<(f64, String)> = conn
+        .prepare("SELECT threshold, verdict FROM parts ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut phases: Vec<f64> = Vec::new();
+    for (threshold, verdict) in &judged {
+        if phases.last() != Some(threshold) {
+            phases.push(*threshold);
+        }
+        match *threshold {
+            t if t < -1.0 => assert_eq!(verdict, "REJECT"),
+            t if t > 1000.0 => assert_eq!(verdict, "PASS"),
+            _ => {}
+        }
+    }
+    let recipe_phases: Vec<f64> = phases
+        .iter()
+        .copied()
+        .filter(|t| t.abs() > 1000.0)
+        .collect();
+    assert_eq!(recipe_phases, [-1e6, 1e6], "{phases:?}");
+    assert!(phases.len() <= 3, "no going back and forth: {phases:?}");
+    // Acknowledged back; the unknown one refused with fault 4 while recipe 2 stayed in force.
+    assert_eq!(report.recipes, [0, 2, 1], "{:?}", report.recipes);
+    assert!(report.seen.faults.contains(&4), "{:?}", report.seen);
+}
+
+#[test]
+fn plc_and_recipe_settings_are_checked_with_every_problem_reported() {
+    let text = r#"
+        [model]
+        dir = "m"
+        [trigger]
+        kind = "plc"
+        input_kind = "discrete_input"
+        [plc]
+        kind = "tcp"
+        role = "server"
+        listen = "127.0.0.1:0"
+        reject_delay_ms = 100
+        reject_distance_counts = 50
+        result_register = 30
+        command_register = 40
+        result_buffer = 0
+        parity = "even"
+        [[recipe]]
+        number = 3
+        [[recipe]]
+        number = 3
+        roi = [0, 0, 0, 10]
+        [[recipe]]
+        threshold = 0.5
+    "#;
+    let err = Config::parse(text, "plc.toml", std::path::Path::new(".")).unwrap_err();
+    let line = err.to_string();
+    for expected in [
+        "trigger.input_kind: a PLC cannot write the station's discrete inputs",
+        "plc.reject_distance_counts: set either plc.reject_delay_ms or plc.reject_distance_counts, not both",
+        "plc.command_register: the command block (40..46) overlaps the result block (30..45)",
+        "plc.result_buffer: expected at least 1 result, got 0",
+        "plc.parity: not used with kind = \"tcp\", role = \"server\"",
+        "recipe[1].number: recipe 3 is defined twice",
+        "recipe[1].roi: expected [x, y, width, height]",
+        "recipe[2].number: required",
+    ] {
+        assert!(line.contains(expected), "missing {expected:?} in {line}");
+    }
+    let bad_listen =
+        "[model]\ndir = \"m\"\n[plc]\nkind = \"tcp\"\nrole = \"server\"\nlisten = \"nowhere\"\n";
+    let err = Config::parse(bad_listen, "l.toml", std::path::Path::new(".")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("plc.listen: expected an address like \"0.0.0.0:502\", got \"nowhere\""),
+        "{err}"
+    );
+    // An older [plc] section (before the handshake) is still valid.
+    let old = "[model]\ndir = \"m\"\n[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\nresult_register = 10\n\
+               reject_coil = 3\nreject_pulse_ms = 5\n[trigger]\nkind = \"plc\"\ninput_kind = \"coil\"\n\
+               input_address = 5\npoll_ms = 5\n";
+    Config::parse(old, "old.toml", std::path::Path::new(".")).unwrap();
+}
