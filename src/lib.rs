@@ -4,6 +4,8 @@
 //! ([`preprocess`]), an ONNX model scores it ([`model`]), the station decides PASS or REJECT ([`decision`]), tells
 //! the PLC over Modbus ([`plc`]) and records everything in SQLite ([`store`]). [`pipeline`] wires the stages
 //! together; [`config`] parses and validates `station.toml`; [`metrics`] counts and times what happens.
+//! [`web`] serves the operator review page and its JSON API over the records ([`review`], [`users`]), fed live by
+//! [`live`].
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
 pub mod capture;
@@ -11,11 +13,15 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod part;
 pub mod pipeline;
 pub mod plc;
 pub mod preprocess;
+pub mod review;
 pub mod store;
 pub mod trigger;
+pub mod users;
+pub mod web;

@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub status_line: bool,
     /// Told the addresses once the line is running.
     pub ready: Option<oneshot::Sender<Ready>>,
+    /// The live view's tap (the review web page): parts as recorded, counters, the model in force.
+    pub tap: Option<crate::live::LineTap>,
 }
 
 /// Runs the line until the part limit, the end of a replay, or `shutdown` resolves; returns the summary.
@@ -84,7 +86,10 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let clock = Clock::new();
     let started = Instant::now();
-    let counters = Arc::new(Counters::default());
+    let counters = opts
+        .tap
+        .as_ref()
+        .map_or_else(Arc::default, |t| t.counters.clone());
     let depth = config.station.queue_depth;
 
     let model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
@@ -104,12 +109,17 @@ pub async fn run(
         source.describe()
     );
 
-    let store = Store::open(
+    let mut store = Store::open(
         &config.record.database,
         &config.record.images_dir,
         &config.station.name,
         &config.file,
     )?;
+    store.live = opts.tap.as_ref().map(|t| t.events.clone());
+    let model_rx = opts.tap.as_ref().map(|t| {
+        t.model.send_replace(Some(info.clone()));
+        t.model.subscribe()
+    });
     let run_id = store.run_id;
     let database = store.db_path().display().to_string();
     let (store_tx, store_rx) = mpsc::channel::<StoreMsg>(1024);
@@ -206,12 +216,16 @@ pub async fn run(
         stop_tx,
         status_line: opts.status_line,
         started,
+        model_rx,
     };
     orchestrator.run(trigger_rx, report_rx, shutdown).await;
 
     // Drain: no more parts; let the workers, the PLC queue and the record writer finish.
     // Consuming the orchestrator closes its senders: capture (workers exit), PLC, and its record-writer handle.
     let (latency, detection) = orchestrator.into_figures();
+    if let Some(tap) = &opts.tap {
+        tap.model.send_replace(None);
+    }
     let _ = trigger_task.await;
     if let Some(task) = plc_task {
         let _ = task.await;
@@ -307,6 +321,8 @@ struct Orchestrator {
     stop_tx: watch::Sender<bool>,
     status_line: bool,
     started: Instant,
+    /// The model in force as the live view sees it: a technician may change the threshold there.
+    model_rx: Option<watch::Receiver<Option<ModelInfo>>>,
 }
 
 impl Orchestrator {
@@ -397,6 +413,23 @@ impl Orchestrator {
         }
     }
 
+    /// Takes up a threshold changed on the review page (a technician's decision, audited there).
+    fn follow_threshold(&mut self) {
+        let Some(rx) = &mut self.model_rx else { return };
+        if rx.has_changed().unwrap_or(false) {
+            if let Some(model) = &*rx.borrow_and_update() {
+                if model.threshold != self.info.threshold {
+                    tracing::info!(
+                        "threshold changed from {} to {}",
+                        self.info.threshold,
+                        model.threshold
+                    );
+                    self.info.threshold = model.threshold;
+                }
+            }
+        }
+    }
+
     fn take_pending(&mut self, seq: Seq) -> Option<Pending> {
         let index = self.pending.iter().position(|p| p.seq == seq)?;
         self.pending.remove(index)
@@ -423,6 +456,7 @@ impl Orchestrator {
                 inference,
                 ..
             } => {
+                self.follow_threshold();
                 let decision = Decision::judge(inference.score, self.info.threshold);
                 self.finish(seq, times, decision, Some(frame), Some(inference.score))
                     .await;

@@ -5,8 +5,11 @@
 //! Failures print one line on stderr: `error: <what> : <why>`.
 
 mod bench;
+mod dataset;
 mod generate;
+mod review;
 mod run;
+mod user;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +81,50 @@ enum Command {
         #[arg(long, default_value_t = 0.2)]
         defect_fraction: f64,
     },
+    /// Serve the operator review page over the records, without running the line
+    Review {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage the review page's users
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Training data from operators' reviews
+    Dataset {
+        #[command(subcommand)]
+        action: DatasetAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user (the password is asked for, or read from stdin)
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Login name (letters, digits, '.', '_', '-')
+        name: String,
+        /// operator (reviews parts) or technician (also changes the threshold)
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetAction {
+    /// Write reviewed images as good/ and <defect_class>/ folders with labels.csv
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output folder (absent or empty)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Exit code for an error, by what failed.
@@ -148,6 +195,19 @@ pub fn main() -> i32 {
             seed,
             defect_fraction,
         } => generate::generate(&out, masks.as_deref(), count, seed, defect_fraction),
+        Command::Review { config } => review::review(&config),
+        Command::User {
+            action:
+                UserAction::Add {
+                    config,
+                    name,
+                    role,
+                    password_stdin,
+                },
+        } => user::add(&config, &name, &role, password_stdin),
+        Command::Dataset {
+            action: DatasetAction::Export { config, out },
+        } => dataset::export(&config, &out),
     };
     match result {
         Ok(()) => 0,
