@@ -40,10 +40,13 @@ async fn list(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AddReview {
     part_id: String,
-    #[serde(flatten)]
-    review: NewReview,
+    label: String,
+    defect_class: Option<String>,
+    #[serde(default)]
+    comment: String,
 }
 
 async fn add(
@@ -53,11 +56,14 @@ async fn add(
 ) -> Result<(StatusCode, Json<ReviewRow>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let classes = state.web.defect_classes.clone();
+    let review = NewReview {
+        label: body.label,
+        defect_class: body.defect_class,
+        comment: body.comment,
+    };
     let row = state
         .db
-        .call(move |conn| {
-            review::add_review(conn, &body.part_id, user.user_id, &body.review, &classes)
-        })
+        .call(move |conn| review::add_review(conn, &body.part_id, user.user_id, &review, &classes))
         .await?;
     Ok((StatusCode::CREATED, Json(row)))
 }

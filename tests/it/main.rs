@@ -8,3 +8,4 @@ mod failsafe;
 mod pipeline;
 mod sources;
 mod triggers;
+mod web;
