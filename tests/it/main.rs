@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod config;
+mod e2e;
 mod failsafe;
 mod pipeline;
 mod sources;

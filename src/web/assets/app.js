@@ -12,6 +12,7 @@ function h(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    else if (k === "style") el.style.cssText = v;  // CSSOM: allowed by the page's Content-Security-Policy
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
