@@ -46,9 +46,19 @@ fn seed(conn: &mut Connection) {
             let id = format!("1-{seq:06}");
             let t = start_us + seq * 100_000;
             let (verdict, score, reasons, code) = if seq % 100 == 7 {
-                ("REJECT", None, r#"[{"code":"frame_fault","detail":"bench"}]"#, 4)
+                (
+                    "REJECT",
+                    None,
+                    r#"[{"code":"frame_fault","detail":"bench"}]"#,
+                    4,
+                )
             } else if seq % 5 == 0 {
-                ("REJECT", Some(9.0), r#"[{"code":"score_over_threshold","score":9.0,"threshold":4.8}]"#, 2)
+                (
+                    "REJECT",
+                    Some(9.0),
+                    r#"[{"code":"score_over_threshold","score":9.0,"threshold":4.8}]"#,
+                    2,
+                )
             } else {
                 ("PASS", Some((seq % 50) as f64 / 10.0), "[]", 1)
             };
@@ -116,14 +126,38 @@ fn load_times(c: &mut Criterion) {
     };
     let mid_us = 1_700_000_000_000_000i64 + PARTS / 2 * 100_000;
     let cases = [
-        ("queue first page (50)", "/api/parts?queue=true&reviewed=false&limit=50".to_string()),
-        ("queue page at record 1,000", "/api/parts?queue=true&reviewed=false&limit=50&before=1000".into()),
+        (
+            "queue first page (50)",
+            "/api/parts?queue=true&reviewed=false&limit=50".to_string(),
+        ),
+        (
+            "queue page at record 1,000",
+            "/api/parts?queue=true&reviewed=false&limit=50&before=1000".into(),
+        ),
         ("all parts first page (50)", "/api/parts?limit=50".into()),
-        ("rare reason (1%)", "/api/parts?reason=frame_fault&limit=50".into()),
-        ("reason at record 5,000", "/api/parts?reason=frame_fault&limit=50&before=5000".into()),
-        ("reviewed only (5%)", "/api/parts?reviewed=true&limit=50".into()),
-        ("model version 1 (older half)", "/api/parts?model_version=1&queue=true&limit=50".into()),
-        ("10-minute window mid-history", format!("/api/parts?queue=true&from_us={mid_us}&to_us={}&limit=50", mid_us + 600_000_000)),
+        (
+            "rare reason (1%)",
+            "/api/parts?reason=frame_fault&limit=50".into(),
+        ),
+        (
+            "reason at record 5,000",
+            "/api/parts?reason=frame_fault&limit=50&before=5000".into(),
+        ),
+        (
+            "reviewed only (5%)",
+            "/api/parts?reviewed=true&limit=50".into(),
+        ),
+        (
+            "model version 1 (older half)",
+            "/api/parts?model_version=1&queue=true&limit=50".into(),
+        ),
+        (
+            "10-minute window mid-history",
+            format!(
+                "/api/parts?queue=true&from_us={mid_us}&to_us={}&limit=50",
+                mid_us + 600_000_000
+            ),
+        ),
         ("part detail", "/api/parts/1-050000".into()),
         ("line figures (/api/stats)", "/api/stats".into()),
     ];

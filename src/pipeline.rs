@@ -373,6 +373,7 @@ impl Orchestrator {
     }
 
     async fn on_trigger(&mut self, event: TriggerEvent) {
+        self.follow_threshold();
         let seq = self.next_seq;
         self.next_seq += 1;
         let job = Job {
@@ -436,6 +437,7 @@ impl Orchestrator {
     }
 
     async fn on_report(&mut self, report: StageReport) {
+        self.follow_threshold();
         let seq = report.seq();
         let Some(pending) = self.take_pending(seq) else {
             // Its deadline already rejected it.
@@ -456,7 +458,6 @@ impl Orchestrator {
                 inference,
                 ..
             } => {
-                self.follow_threshold();
                 let decision = Decision::judge(inference.score, self.info.threshold);
                 self.finish(seq, times, decision, Some(frame), Some(inference.score))
                     .await;
@@ -490,6 +491,7 @@ impl Orchestrator {
 
     /// Rejects every part whose deadline has passed.
     async fn on_deadlines(&mut self) {
+        self.follow_threshold();
         let now = Instant::now();
         while self.pending.front().is_some_and(|p| p.deadline <= now) {
             let Some(p) = self.pending.pop_front() else {

@@ -511,12 +511,15 @@ pub fn figures(conn: &Connection, margin: f32) -> Result<Figures, ReviewError> {
         _ => "unknown",
     }
     .into();
+    // Queue candidates minus the reviewed ones: two index scans instead of a review lookup per part.
     f.awaiting_review = conn.query_row(
-        "SELECT count(*) FROM parts p WHERE (p.verdict = 'REJECT' OR p.score >= p.threshold * ?1)
-         AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.part_id = p.part_id)",
+        "SELECT (SELECT count(*) FROM parts p WHERE p.verdict = 'REJECT' OR p.score >= p.threshold * ?1)
+              - (SELECT count(DISTINCT r.part_id) FROM reviews r JOIN parts p ON p.part_id = r.part_id
+                 WHERE p.verdict = 'REJECT' OR p.score >= p.threshold * ?1)",
         [f64::from(1.0 - margin)],
         |r| r.get::<_, i64>(0),
-    )? as u64;
+    )?
+    .max(0) as u64;
     f.last_model = conn
         .query_row(
             "SELECT model_name || ' v' || model_version FROM parts ORDER BY id DESC LIMIT 1",
@@ -529,10 +532,12 @@ pub fn figures(conn: &Connection, margin: f32) -> Result<Figures, ReviewError> {
 
 /// Model versions seen in the records, with their part counts, newest first.
 pub fn recorded_models(conn: &Connection) -> Result<Vec<Value>, ReviewError> {
+    // Grouped on the (model_version, id) index; name and hash from each version's latest part.
     let rows = conn
         .prepare_cached(
-            "SELECT model_name, model_version, model_sha256, count(*), max(id) AS last FROM parts
-             GROUP BY model_name, model_version, model_sha256 ORDER BY last DESC",
+            "SELECT p.model_name, v.model_version, p.model_sha256, v.parts FROM
+               (SELECT model_version, count(*) AS parts, max(id) AS last FROM parts GROUP BY model_version) v
+             JOIN parts p ON p.id = v.last ORDER BY v.last DESC",
         )?
         .query_map([], |r| {
             Ok(serde_json::json!({

@@ -155,6 +155,8 @@ CREATE TABLE audit (
 );
 ALTER TABLE parts ADD COLUMN heatmap_path TEXT;
 CREATE INDEX parts_by_model ON parts(model_version, id);
+CREATE INDEX parts_by_run ON parts(run_id, verdict);
+CREATE INDEX parts_queue ON parts(verdict, score, threshold);
 ";
 
 /// Schema steps in order: step `i` brings the database to `user_version = i + 1`. Append, never edit.

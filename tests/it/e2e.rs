@@ -103,7 +103,11 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
 
     // The review page as an operator starts it: `station review` on the recorded data folder.
     let mut child = Command::new(env!("CARGO_BIN_EXE_station"))
-        .args(["review", "-c", dir.path().join("station.toml").to_str().unwrap()])
+        .args([
+            "review",
+            "-c",
+            dir.path().join("station.toml").to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -156,9 +160,15 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
             |r| r.get(0),
         )
         .unwrap();
-    std::fs::write(artifacts().join("queue.png"), client.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        artifacts().join("queue.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
     client
-        .find(Locator::Css(&format!("#queue tbody tr[data-part='{part}']")))
+        .find(Locator::Css(&format!(
+            "#queue tbody tr[data-part='{part}']"
+        )))
         .await
         .unwrap()
         .click()
@@ -207,15 +217,19 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         if let Some(row) = row {
             break row;
         }
-        assert!(Instant::now() < until, "no review of {part} in SQLite after pressing G");
+        assert!(
+            Instant::now() < until,
+            "no review of {part} in SQLite after pressing G"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(
-        review,
-        ("ana".into(), "good".into(), "REJECT".into(), None)
-    );
+    assert_eq!(review, ("ana".into(), "good".into(), "REJECT".into(), None));
     let verdict: String = conn
-        .query_row("SELECT verdict FROM parts WHERE part_id = ?1", [&part], |r| r.get(0))
+        .query_row(
+            "SELECT verdict FROM parts WHERE part_id = ?1",
+            [&part],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(verdict, "REJECT", "the recorded verdict stays");
     client.close().await.unwrap();

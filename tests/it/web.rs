@@ -25,7 +25,7 @@ pub async fn recorded_line(dir: &Path) -> Config {
         r#"
         [trigger]
         kind = "interval"
-        interval_ms = 20
+        interval_ms = 40
         [source]
         kind = "synthetic"
         seed = 5
@@ -610,20 +610,23 @@ async fn live_events_stream_and_a_technician_changes_the_running_threshold() {
     assert!(text.contains("\"part_id\":\"7-000001\""), "{text}");
 
     // The real line with the tap: every recorded part is published, and a threshold set through the API is the
-    // one the orchestrator judges by.
+    // one the orchestrator judges by from then on.
     let mut events = tap.events.subscribe();
     let mut model = tap.model.subscribe();
     let line_config = config.clone();
     let line_tap = tap.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let line = tokio::spawn(async move {
         inspection_station::pipeline::run(
             &line_config,
             inspection_station::pipeline::RunOptions {
-                max_parts: Some(40),
+                max_parts: Some(5000),
                 tap: Some(line_tap),
                 ..Default::default()
             },
-            std::future::pending::<()>(),
+            async {
+                let _ = stop_rx.await;
+            },
         )
         .await
         .unwrap()
@@ -642,21 +645,43 @@ async fn live_events_stream_and_a_technician_changes_the_running_threshold() {
         .call(Method::GET, "/api/models", Some(&tom), None)
         .await;
     assert_eq!(models["active"]["threshold"].as_f64(), Some(-1000.0));
-    let summary = line.await.unwrap();
     let mut published = 0;
+    let mut judged_by_new = 0;
+    while judged_by_new < 3 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(20), events.recv())
+            .await
+            .expect("parts keep coming")
+            .expect("the test keeps up with the events");
+        if let LiveEvent::Part(p) = ev {
+            published += 1;
+            if p.threshold == -1000.0 {
+                assert_eq!(p.verdict, "REJECT", "{p:?}");
+                judged_by_new += 1;
+            }
+        }
+    }
+    stop_tx.send(()).unwrap();
+    let summary = line.await.unwrap();
     while let Ok(ev) = events.try_recv() {
         published += u64::from(matches!(ev, LiveEvent::Part(_)));
     }
     assert_eq!(published, summary.parts, "every recorded part is published");
-    let (last_threshold, last_verdict): (f64, String) = site
+    let changed: Vec<(f64, String)> = site
         .db()
-        .query_row(
-            "SELECT threshold, verdict FROM parts ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+        .prepare(
+            "SELECT threshold, verdict FROM parts WHERE run_id = 2
+             AND id >= (SELECT min(id) FROM parts WHERE threshold = -1000)",
         )
-        .unwrap();
-    assert_eq!((last_threshold, last_verdict.as_str()), (-1000.0, "REJECT"));
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(changed.len() >= 3);
+    assert!(
+        changed.iter().all(|(t, v)| *t == -1000.0 && v == "REJECT"),
+        "every part after the change is judged by it: {changed:?}"
+    );
     let audit: String = site
         .db()
         .query_row("SELECT detail FROM audit", [], |r| r.get(0))
@@ -821,4 +846,43 @@ async fn users_are_added_from_the_command_line_and_reviews_export_as_a_dataset()
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be empty"));
+}
+
+#[test]
+fn web_config_is_validated_and_off_by_default() {
+    let base = "[model]\ndir = \"m\"\n";
+    let config = Config::parse(base, "t.toml", Path::new(".")).unwrap();
+    assert!(
+        !config.web.enabled,
+        "old configs keep running without a page"
+    );
+    let config = Config::parse(
+        &format!("{base}[web]\nport = 0\n"),
+        "t.toml",
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(config.web.enabled);
+    assert_eq!(config.web.listen.to_string(), "127.0.0.1:0");
+    let text = format!(
+        "{base}[web]\nbind = \"localhost:80\"\ndefect_classes = [\"good\", \"../x\"]\nuncertain_margin = 1.5\nsession_hours = 0\ncolour = 1\n"
+    );
+    let err = Config::parse(&text, "t.toml", Path::new("."))
+        .unwrap_err()
+        .to_string();
+    // Unknown fields stop the section's parse; the rest are reported together.
+    assert!(err.contains("web.colour"), "{err}");
+    let text = text.replace("colour = 1\n", "");
+    let err = Config::parse(&text, "t.toml", Path::new("."))
+        .unwrap_err()
+        .to_string();
+    for field in [
+        "web.bind",
+        "\"good\"",
+        "\"../x\"",
+        "web.uncertain_margin",
+        "web.session_hours",
+    ] {
+        assert!(err.contains(field), "{field} missing in: {err}");
+    }
 }
