@@ -39,6 +39,9 @@ pub struct AppState {
     pub web: Arc<WebConfig>,
     /// Present when the line runs in this process.
     pub tap: Option<LineTap>,
+    /// The last figures from the records and when they were computed: shared by all clients, so the live
+    /// streams of many pages cost one count of the records per [`stats::FIGURES_TTL`].
+    pub figures: Arc<std::sync::Mutex<Option<(std::time::Instant, crate::review::Figures)>>>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             data_dir: Arc::new(data_dir),
             web: Arc::new(web.clone()),
             tap,
+            figures: Arc::default(),
         })
     }
 }

@@ -25,13 +25,46 @@ pub fn router() -> Router<AppState> {
         .route("/api/live", get(live))
 }
 
-/// Figures from the records, the running line's state, and the alerts to show at the top of the page.
+/// How long figures from the records are reused (counting a large table is the costly part).
+pub const FIGURES_TTL: Duration = Duration::from_secs(3);
+
+/// Figures from the records (cached for [`FIGURES_TTL`]), the running line's counts when it runs here.
+async fn figures(state: &AppState) -> Result<review::Figures, ApiError> {
+    let cached = state
+        .figures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < FIGURES_TTL)
+        .map(|(_, f)| f.clone());
+    let mut figures = match cached {
+        Some(f) => f,
+        None => {
+            let margin = state.web.uncertain_margin;
+            let f = state
+                .db
+                .call(move |conn| review::figures(conn, margin))
+                .await?;
+            *state.figures.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), f.clone()));
+            f
+        }
+    };
+    if let Some(tap) = state.tap.as_ref().filter(|t| t.model.borrow().is_some()) {
+        // The running line's own counters are exact and current; the records may lag a batch or a cache period.
+        let c = &tap.counters;
+        figures.passed = read(&c.passed);
+        figures.rejected = read(&c.rejected);
+        figures.parts = read(&c.parts);
+        figures.yield_pct =
+            (figures.parts > 0).then(|| 100.0 * figures.passed as f64 / figures.parts as f64);
+    }
+    Ok(figures)
+}
+
+/// Figures, the running line's state, and the alerts to show at the top of the page.
 async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
-    let margin = state.web.uncertain_margin;
-    let figures = state
-        .db
-        .call(move |conn| review::figures(conn, margin))
-        .await?;
+    let figures = figures(state).await?;
     let model = state.tap.as_ref().and_then(|t| t.model.borrow().clone());
     let running = model.is_some();
     let counters = state.tap.as_ref().map(|t| {
