@@ -1,7 +1,7 @@
 //! End to end in real headless Chromium (Debian's `chromium` + `chromium-driver`, driven over WebDriver by
 //! fantoccini) against `station review` serving a real line's records: log in, open the queue, open a rejected
-//! part, override it to good with the keyboard shortcut, and find the review in SQLite. Screenshots of the queue
-//! and the part page are saved to `target/e2e/` as test artifacts.
+//! part, toggle its heat map, override it to good with the keyboard shortcut, and find the review in SQLite.
+//! Screenshots of the queue, the part page and the live page are saved to `target/e2e/` as test artifacts.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -165,6 +165,12 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+    // A heat map, as a model that provides one records it (here: the part image itself stands in).
+    conn.execute(
+        "UPDATE parts SET heatmap_path = image_path WHERE part_id = ?1",
+        [&part],
+    )
+    .unwrap();
     client
         .find(Locator::Css(&format!(
             "#queue tbody tr[data-part='{part}']"
@@ -189,6 +195,18 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         assert!(Instant::now() < until, "the part image did not load");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The overlay toggles with its shortcut.
+    let overlay_hidden = || async {
+        client
+            .execute("return document.querySelector('img.heat').hidden;", vec![])
+            .await
+            .unwrap()
+    };
+    assert_eq!(overlay_hidden().await, json!(true));
+    press(&client, 'h').await;
+    assert_eq!(overlay_hidden().await, json!(false));
+    press(&client, 'h').await;
+    assert_eq!(overlay_hidden().await, json!(true));
     let status = client.find(Locator::Css("#review-status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), "not reviewed");
     let shot = client.screenshot().await.unwrap();
@@ -232,5 +250,14 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         )
         .unwrap();
     assert_eq!(verdict, "REJECT", "the recorded verdict stays");
+
+    // The live page shows the line's figures.
+    client.goto(&format!("{base}/#/live")).await.unwrap();
+    wait_css(&client, "#tiles .tile").await;
+    std::fs::write(
+        artifacts().join("live.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
     client.close().await.unwrap();
 }
