@@ -632,3 +632,28 @@ pub fn export(
     summary.per_label = counts.into_iter().collect();
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defect_classes_are_safe_folder_names() {
+        for ok in ["scratch", "spot-2", "deep_crack"] {
+            assert!(valid_class(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "good",
+            "../x",
+            "a/b",
+            "Crack",
+            "spot ",
+            ".",
+            "..",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_class(bad), "{bad:?}");
+        }
+    }
+}
