@@ -2,6 +2,7 @@
 # Installs everything the station and its tests need on a fresh Debian 12 machine. Idempotent: re-running only
 # checks what is already there.
 #   - Debian packages: the OpenCV/clang build chain (opencv crate), sqlite is bundled by rusqlite.
+#   - Debian packages: chromium and chromium-driver for the review page's end-to-end test (headless, WebDriver).
 #   - ONNX Runtime 1.31 shared library from the `onnxruntime` wheel on PyPI, into .local/ (git-ignored), linked as
 #     .local/lib/libonnxruntime.so (the station's default lookup path).
 #   - A Python virtualenv (.local/venv) with the test peers: pymodbus (PLC), onnx + numpy (model generator).
@@ -12,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv socat)
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv socat chromium chromium-driver)
 APT_PACKAGES+=(libasound2-dev pulseaudio pulseaudio-utils libasound2-plugins)
 PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 pyserial==3.5 onnx==1.23.2 numpy)
 PY_PACKAGES+=(scipy)

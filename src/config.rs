@@ -173,6 +173,17 @@ struct RawRecord {
     save_passed_every: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    enabled: Option<bool>,
+    bind: Option<String>,
+    port: Option<u16>,
+    defect_classes: Option<Vec<String>>,
+    uncertain_margin: Option<f32>,
+    session_hours: Option<u64>,
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Validated, as the station uses it.
 
@@ -188,6 +199,7 @@ pub struct Config {
     pub decision: DecisionConfig,
     pub plc: PlcConfig,
     pub record: RecordConfig,
+    pub web: WebConfig,
     /// The optional `[audio]` section: acoustic scoring of every part.
     pub audio: Option<AudioConfig>,
     /// `[[recipe]]`: what the PLC's recipe number selects (see docs/PLC.md).
@@ -345,6 +357,20 @@ pub struct RecordConfig {
     pub save_passed_every: u64,
 }
 
+/// The operator review web page (`[web]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    /// Whether `station run` serves it (`station review` always does). Off when the section is absent.
+    pub enabled: bool,
+    /// Where to listen; port 0 takes any free port (the address is logged).
+    pub listen: SocketAddr,
+    /// Defect classes an operator may confirm; also the dataset export's folder names.
+    pub defect_classes: Vec<String>,
+    /// A passed part whose score is at least `threshold * (1 - uncertain_margin)` is queued for review.
+    pub uncertain_margin: f32,
+    pub session_hours: u64,
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -396,6 +422,7 @@ impl Config {
             "record",
             "audio",
             "recipe",
+            "web",
         ];
         for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             v.problem(
@@ -415,6 +442,8 @@ impl Config {
             .contains_key("audio")
             .then(|| v.section(&table, "audio"));
         let recipes: Vec<RawRecipe> = v.section(&table, "recipe");
+        let web_present = table.contains_key("web");
+        let web: RawWeb = v.section(&table, "web");
 
         let station = v.station(station);
         let plc = v.plc(plc, station.queue_depth);
@@ -426,6 +455,7 @@ impl Config {
         let record = v.record(record, &station.data_dir);
         let audio = audio.map(|raw| v.audio(raw, &decision));
         let recipes = v.recipes(recipes, &model, &preprocess);
+        let web = v.web(web, web_present);
         if !v.problems.is_empty() {
             return Err(invalid(v.problems));
         }
@@ -441,6 +471,7 @@ impl Config {
             record,
             audio,
             recipes,
+            web,
         })
     }
 }
@@ -1133,6 +1164,47 @@ impl Validator {
             threshold: raw.threshold,
             required: raw.required.unwrap_or(true),
             ring_s,
+        }
+    }
+
+    fn web(&mut self, raw: RawWeb, present: bool) -> WebConfig {
+        let bind = raw.bind.unwrap_or_else(|| "127.0.0.1".into());
+        let ip = bind.parse().unwrap_or_else(|_| {
+            self.problem(
+                "web.bind",
+                format!("expected an IP address like \"127.0.0.1\", got \"{bind}\""),
+            );
+            std::net::Ipv4Addr::LOCALHOST.into()
+        });
+        let defect_classes = raw
+            .defect_classes
+            .unwrap_or_else(|| vec!["scratch".into(), "spot".into(), "crack".into()]);
+        if defect_classes.is_empty() {
+            self.problem("web.defect_classes", "expected at least one defect class");
+        }
+        for class in &defect_classes {
+            if !crate::review::valid_class(class) {
+                self.problem(
+                    "web.defect_classes",
+                    format!("expected names of lower-case letters, digits, '_' or '-' other than \"good\" (they become folder names), got \"{class}\""),
+                );
+            }
+        }
+        let uncertain_margin = raw.uncertain_margin.unwrap_or(0.1);
+        if !(0.0..1.0).contains(&uncertain_margin) {
+            self.problem(
+                "web.uncertain_margin",
+                format!(
+                    "expected a fraction from 0 up to (not including) 1, got {uncertain_margin}"
+                ),
+            );
+        }
+        WebConfig {
+            enabled: raw.enabled.unwrap_or(present),
+            listen: SocketAddr::new(ip, raw.port.unwrap_or(8080)),
+            defect_classes,
+            uncertain_margin,
+            session_hours: self.positive("web.session_hours", raw.session_hours, 12),
         }
     }
 

@@ -6,6 +6,8 @@
 //! together; [`config`] parses and validates `station.toml`; [`metrics`] counts and times what happens.
 //! With an `[audio]` section, [`audio`] captures the machine's sound and [`acoustic`] scores each part's slice;
 //! the acoustic score joins the vision score in the verdict.
+//! [`web`] serves the operator review page and its JSON API over the records ([`review`], [`users`]), fed live by
+//! [`live`].
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
 pub mod acoustic;
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod part;
@@ -22,5 +25,8 @@ pub mod pipeline;
 pub mod plc;
 pub mod preprocess;
 pub mod recipe;
+pub mod review;
 pub mod store;
 pub mod trigger;
+pub mod users;
+pub mod web;

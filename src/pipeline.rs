@@ -125,6 +125,8 @@ pub struct RunOptions {
     pub status_line: bool,
     /// Told the addresses once the line is running.
     pub ready: Option<oneshot::Sender<Ready>>,
+    /// The live view's tap (the review web page): parts as recorded, counters, the model in force.
+    pub tap: Option<crate::live::LineTap>,
 }
 
 /// Runs the line until the part limit, the end of a replay, or `shutdown` resolves; returns the summary.
@@ -135,7 +137,10 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let clock = Clock::new();
     let started = Instant::now();
-    let counters = Arc::new(Counters::default());
+    let counters = opts
+        .tap
+        .as_ref()
+        .map_or_else(Arc::default, |t| t.counters.clone());
     let depth = config.station.queue_depth;
 
     let model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
@@ -159,12 +164,17 @@ pub async fn run(
         source.describe()
     );
 
-    let store = Store::open(
+    let mut store = Store::open(
         &config.record.database,
         &config.record.images_dir,
         &config.station.name,
         &config.file,
     )?;
+    store.live = opts.tap.as_ref().map(|t| t.events.clone());
+    let model_rx = opts.tap.as_ref().map(|t| {
+        t.model.send_replace(Some(info.clone()));
+        t.model.subscribe()
+    });
     let run_id = store.run_id;
     let database = store.db_path().display().to_string();
     let (store_tx, store_rx) = mpsc::channel::<StoreMsg>(1024);
@@ -312,6 +322,7 @@ pub async fn run(
         started,
         listener,
         plc_status: plc_info.as_ref().map(|i| i.status.clone()),
+        model_rx,
     };
     orchestrator
         .run(
@@ -333,6 +344,9 @@ pub async fn run(
     });
     let (latency, detection) = orchestrator.into_figures();
     drop(acoustic_rx);
+    if let Some(tap) = &opts.tap {
+        tap.model.send_replace(None);
+    }
     let _ = trigger_task.await;
     if let Some(task) = plc_task {
         let _ = task.await;
@@ -459,6 +473,8 @@ struct Orchestrator {
     started: Instant,
     listener: Option<Listener>,
     plc_status: Option<plc::status::SharedStatus>,
+    /// The model in force as the live view sees it: a technician may change the threshold there.
+    model_rx: Option<watch::Receiver<Option<ModelInfo>>>,
 }
 
 impl Orchestrator {
@@ -514,6 +530,7 @@ impl Orchestrator {
     }
 
     async fn on_trigger(&mut self, event: TriggerEvent) {
+        self.follow_threshold();
         let seq = self.next_seq;
         self.next_seq += 1;
         let job = Job {
@@ -712,7 +729,27 @@ impl Orchestrator {
         format!("{}-{seq:06}", self.run_id)
     }
 
+    /// Takes up a threshold changed on the review page (a technician's decision, audited there).
+    fn follow_threshold(&mut self) {
+        let Some(rx) = &mut self.model_rx else { return };
+        if rx.has_changed().unwrap_or(false) {
+            // The current recipe's model: parts judged from now on use the new threshold.
+            if let (Some(model), Some((_, info))) =
+                (&*rx.borrow_and_update(), self.infos.last_mut())
+                && model.threshold != info.threshold
+            {
+                tracing::info!(
+                    "threshold changed from {} to {}",
+                    info.threshold,
+                    model.threshold
+                );
+                info.threshold = model.threshold;
+            }
+        }
+    }
+
     async fn on_report(&mut self, report: StageReport) {
+        self.follow_threshold();
         let seq = report.seq();
         let Some(index) = self.still_pending(seq).await else {
             return;
@@ -765,6 +802,7 @@ impl Orchestrator {
 
     /// Rejects every part whose deadline has passed.
     async fn on_deadlines(&mut self) {
+        self.follow_threshold();
         let now = Instant::now();
         while self.pending.front().is_some_and(|p| p.deadline <= now) {
             let Some(p) = self.pending.pop_front() else {

@@ -101,6 +101,8 @@ pub struct Store {
     pub run_id: i64,
     pub written: u64,
     pub write_errors: u64,
+    /// Told about every part written (the live review page).
+    pub live: Option<tokio::sync::broadcast::Sender<crate::live::LiveEvent>>,
 }
 
 const SCHEMA_V1: &str = "
@@ -151,8 +153,80 @@ ALTER TABLE parts ADD COLUMN acoustic_truth TEXT;
 ALTER TABLE parts ADD COLUMN spectrogram_path TEXT;
 ";
 
+/// Operator reviews (an audit trail: a part's recorded verdict is never changed by a review), the users who make
+/// them and their sessions, technicians' setting changes, and the heat-map overlay a model may provide.
+const SCHEMA_REVIEWS: &str = "
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('operator', 'technician')),
+    password_hash TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    csrf_token TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL
+);
+CREATE TABLE reviews (
+    id INTEGER PRIMARY KEY,
+    part_id TEXT NOT NULL REFERENCES parts(part_id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    at_us INTEGER NOT NULL,
+    old_verdict TEXT NOT NULL,
+    label TEXT NOT NULL CHECK (label IN ('good', 'defect')),
+    defect_class TEXT,
+    comment TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX reviews_by_part ON reviews(part_id, id);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    at_us INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+ALTER TABLE parts ADD COLUMN heatmap_path TEXT;
+CREATE INDEX parts_by_model ON parts(model_version, id);
+CREATE INDEX parts_by_run ON parts(run_id, verdict);
+CREATE INDEX parts_queue ON parts(verdict, score, threshold);
+";
+
 /// Schema steps in order: step `i` brings the database to `user_version = i + 1`. Append, never edit.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_AUDIO];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_AUDIO, SCHEMA_REVIEWS];
+
+/// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout).
+pub fn open_database(db_path: &Path) -> Result<Connection, StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: db_path.display().to_string(),
+        source,
+    };
+    let dir = db_path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let conn = Connection::open(db_path).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql)?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN; {step} PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .map_err(sql)?;
+    }
+    Ok(conn)
+}
 
 impl Store {
     /// Opens (creating and migrating when needed) the database and starts a run.
@@ -166,29 +240,11 @@ impl Store {
             path: db_path.display().to_string(),
             source,
         };
-        for dir in [db_path.parent().unwrap_or(Path::new(".")), images_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(db_path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            conn.execute_batch(&format!(
-                "BEGIN; {step} PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))
-            .map_err(sql)?;
-        }
+        std::fs::create_dir_all(images_dir).map_err(|source| StoreError::Dir {
+            path: images_dir.display().to_string(),
+            source,
+        })?;
+        let conn = open_database(db_path)?;
         let now = crate::clock::Clock::new().now_us();
         conn.execute(
             "INSERT INTO runs (station, config, started_us) VALUES (?1, ?2, ?3)",
@@ -205,6 +261,7 @@ impl Store {
             run_id,
             written: 0,
             write_errors: 0,
+            live: None,
         })
     }
 
@@ -249,6 +306,11 @@ impl Store {
                 self.db_path.display(),
                 rows.len()
             );
+        } else if let Some(live) = &self.live {
+            for (msg, image_path) in rows {
+                // An error only means that no page is listening.
+                let _ = live.send(live_event(msg, image_path));
+            }
         }
     }
 
@@ -369,6 +431,27 @@ impl Store {
                 self.run_id
             );
         }
+    }
+}
+
+fn live_event(msg: StoreMsg, image_path: Option<String>) -> crate::live::LiveEvent {
+    use crate::live::{LiveEvent, PartSummary};
+    match msg {
+        StoreMsg::Insert(r) => LiveEvent::Part(PartSummary {
+            seq: r.seq,
+            decided_us: r.decided_us,
+            verdict: r.verdict.as_str(),
+            score: r.score,
+            threshold: r.model.threshold,
+            reasons: serde_json::from_str(&r.reasons_json).unwrap_or_default(),
+            image_path,
+            latency_ms: (r.decided_us - r.triggered_us) as f64 / 1e3,
+            part_id: r.part_id,
+        }),
+        StoreMsg::Actuated { part_id, outcome } => LiveEvent::Plc {
+            part_id,
+            delivered: matches!(outcome, PlcOutcome::Delivered { .. }),
+        },
     }
 }
 

@@ -35,6 +35,7 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
                 max_parts: Some(parts),
                 status_line: false,
                 ready: None,
+                tap: None,
             },
             std::future::pending::<()>(),
         ))

@@ -5,12 +5,15 @@
 //! Failures print one line on stderr: `error: <what> : <why>`.
 
 mod bench;
+mod dataset;
 mod evaluate_audio;
 mod generate;
 mod generate_sounds;
 mod plc;
+mod review;
 mod run;
 mod train_audio;
+mod user;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -119,6 +122,50 @@ enum Command {
         post_ms: u64,
         #[arg(long, default_value_t = 48_000)]
         sample_rate_hz: u32,
+    },
+    /// Serve the operator review page over the records, without running the line
+    Review {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage the review page's users
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Training data from operators' reviews
+    Dataset {
+        #[command(subcommand)]
+        action: DatasetAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user (the password is asked for, or read from stdin)
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Login name (letters, digits, '.', '_', '-')
+        name: String,
+        /// operator (reviews parts) or technician (also changes the threshold)
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetAction {
+    /// Write reviewed images as good/ and <defect_class>/ folders with labels.csv
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output folder (absent or empty)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -245,6 +292,19 @@ pub fn main() -> i32 {
             post_ms,
             sample_rate_hz,
         ),
+        Command::Review { config } => review::review(&config),
+        Command::User {
+            action:
+                UserAction::Add {
+                    config,
+                    name,
+                    role,
+                    password_stdin,
+                },
+        } => user::add(&config, &name, &role, password_stdin),
+        Command::Dataset {
+            action: DatasetAction::Export { config, out },
+        } => dataset::export(&config, &out),
     };
     match result {
         Ok(()) => 0,

@@ -59,7 +59,7 @@ pub struct Inference {
 }
 
 /// Identity of the model that judged a part, recorded with every verdict.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelInfo {
     pub name: String,
     pub version: String,

@@ -68,6 +68,13 @@ pub fn environment(configured: Option<&Path>) -> Result<&'static Environment, Ru
     if let Some(env) = ENVIRONMENT.get() {
         return Ok(env);
     }
+    // One builder at a time: a second environment built concurrently and then dropped frees the logger that
+    // ONNX Runtime's global environment still calls (a crash when two lines start at once, as tests do).
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
     let path = locate(configured)?;
     let load_err = |detail: String| RuntimeError::Load {
         path: path.display().to_string(),

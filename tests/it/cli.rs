@@ -46,7 +46,8 @@ fn demo_config(dir: &Path) -> std::path::PathBuf {
         .replace(
             "dir = \"models/",
             &format!("dir = \"{}/models/", root().display()),
-        );
+        )
+        .replace("port = 8080", "port = 0");
     let path = dir.join("station.toml");
     std::fs::write(&path, text).unwrap();
     path

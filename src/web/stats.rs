@@ -1,0 +1,158 @@
+//! `/api/stats`: the line's figures (counts, yield, parts/min, latency p50/p99, PLC link, model, alerts);
+//! `/api/live`: the same every 2 s plus every part as it is recorded, as server-sent events (`part`, `plc`,
+//! `stats`, and `lagged` when this client fell behind and missed parts).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::auth::CurrentUser;
+use super::{ApiError, AppState};
+use crate::live::LiveEvent;
+use crate::metrics::read;
+use crate::review;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/stats", get(stats))
+        .route("/api/live", get(live))
+}
+
+/// How long figures from the records are reused (counting a large table is the costly part).
+pub const FIGURES_TTL: Duration = Duration::from_secs(3);
+
+/// Figures from the records (cached for [`FIGURES_TTL`]), the running line's counts when it runs here.
+async fn figures(state: &AppState) -> Result<review::Figures, ApiError> {
+    let cached = state
+        .figures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < FIGURES_TTL)
+        .map(|(_, f)| f.clone());
+    let mut figures = match cached {
+        Some(f) => f,
+        None => {
+            let margin = state.web.uncertain_margin;
+            let f = state
+                .db
+                .call(move |conn| review::figures(conn, margin))
+                .await?;
+            *state.figures.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), f.clone()));
+            f
+        }
+    };
+    if let Some(tap) = state.tap.as_ref().filter(|t| t.model.borrow().is_some()) {
+        // The running line's own counters are exact and current; the records may lag a batch or a cache period.
+        let c = &tap.counters;
+        figures.passed = read(&c.passed);
+        figures.rejected = read(&c.rejected);
+        figures.parts = read(&c.parts);
+        figures.yield_pct =
+            (figures.parts > 0).then(|| 100.0 * figures.passed as f64 / figures.parts as f64);
+    }
+    Ok(figures)
+}
+
+/// Figures, the running line's state, and the alerts to show at the top of the page.
+async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
+    let figures = figures(state).await?;
+    let model = state.tap.as_ref().and_then(|t| t.model.borrow().clone());
+    let running = model.is_some();
+    let counters = state.tap.as_ref().map(|t| {
+        let c = &t.counters;
+        json!({
+            "frame_faults": read(&c.frame_faults),
+            "model_errors": read(&c.model_errors),
+            "deadline_misses": read(&c.deadline_misses),
+            "overloaded": read(&c.overloaded),
+            "plc_outages": read(&c.plc_outages),
+            "plc_undelivered": read(&c.plc_undelivered),
+        })
+    });
+    let mut alerts = Vec::new();
+    if !running {
+        alerts.push("line not running: showing the records".to_string());
+    }
+    if running && figures.plc == "down" {
+        alerts.push("PLC link down: results are not reaching the PLC".into());
+    }
+    if figures.fail_safe_last_min > 0 {
+        alerts.push(format!(
+            "{} fail-safe reject(s) in the last minute (frame, model, deadline, overload or PLC faults)",
+            figures.fail_safe_last_min
+        ));
+    }
+    let mut value = serde_json::to_value(&figures).unwrap_or_default();
+    if let Value::Object(obj) = &mut value {
+        obj.insert(
+            "line".into(),
+            json!({ "running": running, "model": model, "counters": counters }),
+        );
+        obj.insert("alerts".into(), json!(alerts));
+    }
+    Ok(value)
+}
+
+async fn stats(State(state): State<AppState>, _: CurrentUser) -> Result<Json<Value>, ApiError> {
+    Ok(Json(snapshot(&state).await?))
+}
+
+async fn next_event(rx: &mut Option<broadcast::Receiver<LiveEvent>>) -> Option<Event> {
+    let Some(receiver) = rx else {
+        return std::future::pending().await;
+    };
+    match receiver.recv().await {
+        Ok(ev) => {
+            let name = match ev {
+                LiveEvent::Part(_) => "part",
+                LiveEvent::Plc { .. } => "plc",
+            };
+            Some(
+                Event::default()
+                    .event(name)
+                    .json_data(&ev)
+                    .unwrap_or_default(),
+            )
+        }
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            Some(Event::default().event("lagged").data(n.to_string()))
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            *rx = None;
+            None
+        }
+    }
+}
+
+async fn live(
+    State(state): State<AppState>,
+    _: CurrentUser,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.tap.as_ref().map(|t| t.events.subscribe());
+    let tick = tokio::time::interval(Duration::from_secs(2));
+    let stream = futures_util::stream::unfold(
+        (state, rx, tick),
+        |(state, mut rx, mut tick)| async move {
+            let event = loop {
+                tokio::select! {
+                    ev = next_event(&mut rx) => if let Some(ev) = ev { break ev },
+                    _ = tick.tick() => match snapshot(&state).await {
+                        Ok(v) => break Event::default().event("stats").json_data(&v).unwrap_or_default(),
+                        Err(e) => tracing::warn!("live stats: {e:?}"),
+                    },
+                }
+            };
+            Some((Ok(event), (state, rx, tick)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
