@@ -511,9 +511,12 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_held_high_fires_once_and_triggers_while_busy_are_refused() {
     // Held high for 600 ms: one part. Then triggers every 10 ms with one part allowed in flight: some are
-    // refused (busy), flagged, recorded and rejected; none is lost and results stay in order.
+    // refused (busy), flagged, recorded and rejected; none is lost and results stay in order. Each later
+    // trigger is held until TRIGGER_ACK, as the documented handshake asks: a pulse shorter than the poll
+    // period could pass unseen on a loaded machine. The result buffer holds every refusal, so a PLC slow to
+    // acknowledge on a loaded machine does not turn this into the overrun test.
     let mut sim = Sim::start(
-        json!({"role": "server", "parts": 12, "period_ms": 10, "hold_ms": 3,
+        json!({"role": "server", "parts": 12, "period_ms": 10,
                                     "hold_first_ms": 600, "wait_for_go": true, "run_s": 20, "scan_ms": 1}),
     );
     let dir = tempfile::tempdir().unwrap();
@@ -521,7 +524,7 @@ async fn a_trigger_held_high_fires_once_and_triggers_while_busy_are_refused() {
         dir.path(),
         &format!(
             "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
-             max_parts_in_flight = 1\npoll_ms = 2\n",
+             max_parts_in_flight = 1\npoll_ms = 2\nresult_buffer = 16\n",
             sim.ready
         ),
     );
