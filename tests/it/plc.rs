@@ -515,10 +515,8 @@ async fn a_trigger_held_high_fires_once_and_triggers_while_busy_are_refused() {
     // trigger is held until TRIGGER_ACK, as the documented handshake asks: a pulse shorter than the poll
     // period could pass unseen on a loaded machine. The result buffer holds every refusal, so a PLC slow to
     // acknowledge on a loaded machine does not turn this into the overrun test.
-    let mut sim = Sim::start(
-        json!({"role": "server", "parts": 12, "period_ms": 10,
-                                    "hold_first_ms": 600, "wait_for_go": true, "run_s": 20, "scan_ms": 1}),
-    );
+    let mut sim = Sim::start(json!({"role": "server", "parts": 12, "period_ms": 10,
+                                    "hold_first_ms": 600, "wait_for_go": true, "run_s": 20, "scan_ms": 1}));
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
