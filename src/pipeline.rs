@@ -172,8 +172,10 @@ pub async fn run(
     )?;
     store.live = opts.tap.as_ref().map(|t| t.events.clone());
     let model_rx = opts.tap.as_ref().map(|t| {
+        // Subscribe first: a threshold set between the two calls would otherwise count as seen, never applied.
+        let rx = t.model.subscribe();
         t.model.send_replace(Some(info.clone()));
-        t.model.subscribe()
+        rx
     });
     let run_id = store.run_id;
     let database = store.db_path().display().to_string();

@@ -210,3 +210,12 @@ pub fn rows(config: &Config) -> Vec<Row> {
     .map(Result::unwrap)
     .collect()
 }
+
+/// Reject fires that fell due together and shared one longer pulse, as the run's PLC status line counts them.
+pub fn merged_pulses(summary: &RunSummary) -> u64 {
+    let status = summary.plc_status.as_deref().unwrap_or_default();
+    status
+        .split_once(" merged)")
+        .and_then(|(head, _)| head.rsplit_once('(')?.1.parse().ok())
+        .unwrap_or_else(|| panic!("no merged-pulse count in the PLC status: {status}"))
+}

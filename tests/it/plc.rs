@@ -16,7 +16,7 @@ use inspection_station::config::Config;
 use inspection_station::metrics::RunSummary;
 use inspection_station::pipeline::{self, Ready, RunOptions};
 
-use crate::common::{Row, make_model, python, root, rows, station};
+use crate::common::{Row, make_model, merged_pulses, python, root, rows, station};
 
 #[derive(Debug, Deserialize)]
 pub struct Trigger {
@@ -466,15 +466,15 @@ async fn a_plc_heartbeat_that_stops_raises_the_alarm_until_reset() {
 async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_fail_safe() {
     let mut sim = Sim::start(
         json!({"role": "server", "parts": 10, "period_ms": 80, "ack": false,
-                                    "wait_for_go": true, "run_s": 2.5}),
+                                    "wait_for_go": true, "run_s": 4}),
     );
     let dir = tempfile::tempdir().unwrap();
     let config = station(
         dir.path(),
         &format!(
             "[trigger]\nkind = \"plc\"\n[source]\nkind = \"synthetic\"\nseed = 5\ndefect_fraction = 0.0\n\
-             [plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nresult_buffer = 4\nreject_delay_ms = 100\n\
-             reject_pulse_ms = 10\n",
+             [plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nresult_buffer = 4\nreject_delay_ms = 400\n\
+             reject_pulse_ms = 30\n",
             sim.ready
         ),
     );
@@ -494,8 +494,21 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
     assert_ne!(report.seen.bits & OVERRUN, 0);
     assert!(report.seen.faults.contains(&2), "{:?}", report.seen);
     assert_eq!(report.seen.diag.as_ref().unwrap()[2], 6, "6 overruns");
-    // Good parts whose result overran are rejected at the gate and recorded as such.
-    assert_eq!(report.pulses.len(), 6, "{:?}", report.pulses);
+    // Good parts whose result overran are rejected at the gate and recorded as such; on a loaded machine one
+    // of the first four may also reach the gate before its verdict (rejected fail-safe, recorded too).
+    let late = rows[..4]
+        .iter()
+        .filter(|r| {
+            r.reason_codes()
+                .contains(&"verdict_late_at_gate".to_string())
+        })
+        .count();
+    assert_eq!(
+        report.pulses.len() as u64 + merged_pulses(&summary),
+        6 + late as u64,
+        "{:?} {summary}",
+        report.pulses
+    );
     for row in &rows[4..] {
         assert_eq!(row.verdict, "REJECT");
         assert!(
