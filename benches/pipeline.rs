@@ -11,15 +11,7 @@ use inspection_station::preprocess::Preprocessor;
 
 fn stages(c: &mut Criterion) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/surface-defect/1");
-    let mut model = Model::load(
-        &ModelConfig {
-            dir,
-            threshold: None,
-            threads: 1,
-        },
-        None,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut model = Model::load(&ModelConfig::at(dir), None).unwrap_or_else(|e| panic!("{e}"));
     let roi = Roi {
         x: INSPECTED.x,
         y: INSPECTED.y,

@@ -12,4 +12,7 @@ cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 # One test at a time: the integration tests run real peers (PLC simulator, PulseAudio, Chromium) with timing
 # tolerances, and on a 2-core CI machine two of them at once starve each other.
-cargo test --locked --all-targets -- --test-threads=1
+# Libraries, binaries and tests only: `--test-threads` is a libtest flag that the criterion benches refuse.
+cargo test --locked --lib --bins --tests -- --test-threads=1
+echo "== benches compile"
+cargo test --locked --benches --no-run

@@ -99,6 +99,7 @@ struct RawModel {
     dir: Option<PathBuf>,
     threshold: Option<f32>,
     threads: Option<usize>,
+    shadow_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,10 +269,25 @@ pub struct PreprocessConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
+    /// A version folder, or a registry name folder (its active version; promotions are taken up while running).
     pub dir: PathBuf,
+    /// A candidate model scored beside the active one, recorded, never driving the reject (shadow mode).
+    pub shadow_dir: Option<PathBuf>,
     /// Overrides the manifest's threshold when set.
     pub threshold: Option<f32>,
     pub threads: usize,
+}
+
+impl ModelConfig {
+    /// The model in `dir` with the manifest's threshold, one thread, no shadow model.
+    pub fn at(dir: impl Into<PathBuf>) -> ModelConfig {
+        ModelConfig {
+            dir: dir.into(),
+            shadow_dir: None,
+            threshold: None,
+            threads: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -760,6 +776,7 @@ impl Validator {
                         .map_or_else(|| model.dir.clone(), |d| self.path(d)),
                     threshold: r.threshold.or(model.threshold),
                     threads: model.threads,
+                    shadow_dir: None,
                 },
                 preprocess: PreprocessConfig {
                     roi: roi.or(preprocess.roi),
@@ -813,6 +830,7 @@ impl Validator {
         }
         ModelConfig {
             dir,
+            shadow_dir: raw.shadow_dir.map(|d| self.path(d)),
             threshold: raw.threshold,
             threads: threads.max(1),
         }

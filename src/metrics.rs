@@ -22,6 +22,11 @@ pub struct Counters {
     pub plc_outages: AtomicU64,
     pub plc_delivered: AtomicU64,
     pub plc_undelivered: AtomicU64,
+    /// Parts the shadow model scored, and tensors it could not take in time (dropped, counted).
+    pub shadow_scored: AtomicU64,
+    pub shadow_dropped: AtomicU64,
+    /// Promoted models taken up by the running line (hot swaps).
+    pub model_swaps: AtomicU64,
 }
 
 pub fn bump(counter: &AtomicU64) {
@@ -129,6 +134,13 @@ pub struct RunSummary {
     pub plc_outages: u64,
     pub plc_delivered: u64,
     pub plc_undelivered: u64,
+    /// The models that judged parts in this run, in order (more than one after a hot swap), and the swaps.
+    pub models: Vec<String>,
+    pub model_swaps: u64,
+    /// The shadow model, the parts it scored and the tensors it dropped.
+    pub shadow: Option<String>,
+    pub shadow_scored: u64,
+    pub shadow_dropped: u64,
     /// Reject pulses the simulated PLC counted (demo only).
     pub simulated_plc_pulses: Option<u64>,
     /// The PLC handshake's last status (link, round trip, heartbeats, buffer, faults), when a PLC is configured.
@@ -238,6 +250,21 @@ impl fmt::Display for RunSummary {
         }
         if let Some(status) = &self.plc_status {
             writeln!(f, "               {status}")?;
+        }
+        if !self.models.is_empty() {
+            writeln!(
+                f,
+                "  model        {}  (hot swaps {})",
+                self.models.join(" -> "),
+                self.model_swaps
+            )?;
+        }
+        if let Some(shadow) = &self.shadow {
+            writeln!(
+                f,
+                "  shadow       {shadow}  scored {}  dropped {}  (never drives the reject)",
+                self.shadow_scored, self.shadow_dropped
+            )?;
         }
         writeln!(f, "  latency")?;
         spread(f, "end-to-end", self.end_to_end)?;

@@ -35,6 +35,10 @@ pub struct Frame {
     pub image: Mat,
     pub origin: String,
     pub truth: Option<String>,
+    /// The region of the image the model saw (set by preprocess; `None`: the whole image).
+    pub roi: Option<opencv::core::Rect>,
+    /// The model's anomaly map of the ROI (set by inference when the model provides one).
+    pub anomaly_map: Option<crate::model::AnomalyMap>,
 }
 
 /// When the part reached each stage (monotonic).

@@ -71,6 +71,8 @@ pub enum PipelineError {
     Audio(AudioError),
     #[error("acoustic model {model}: {detail}")]
     AcousticMismatch { model: String, detail: String },
+    #[error("model.shadow_dir: {0}")]
+    Shadow(String),
 }
 
 /// Loads the acoustic model and opens the audio input. A missing or failing audio input is an error when the
@@ -145,6 +147,26 @@ pub async fn run(
 
     let model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
     let info = model.info.clone();
+    let shadow_model = match &config.model.shadow_dir {
+        Some(dir) => {
+            let shadow_config = crate::config::ModelConfig::at(dir.clone());
+            let shadow = Model::load(&shadow_config, config.station.onnxruntime_path.as_deref())?;
+            model::shadow::check_compatible(&model, &shadow).map_err(PipelineError::Shadow)?;
+            tracing::info!(
+                "shadow model {} v{} (sha256 {}, threshold {}): scored and recorded, never drives the reject",
+                shadow.info.name,
+                shadow.info.version,
+                &shadow.info.sha256[..12],
+                shadow.info.threshold
+            );
+            Some(shadow)
+        }
+        None => None,
+    };
+    let registry = model.registry.clone();
+    let shadow_name = shadow_model
+        .as_ref()
+        .map(|m| format!("{} v{}", m.info.name, m.info.version));
     let pre = Preprocessor::new(&config.preprocess, &model.manifest.input);
     let source = capture::open(&config.source)?;
     let listening = match &config.audio {
@@ -205,6 +227,7 @@ pub async fn run(
         None => (None, None, None, None, None),
     };
     let recipes_rx = recipe::start_loader(config, plc_recipes);
+    let swaps_rx = recipe::watch_registry(config, registry, info.version.clone());
     let plc_addr = plc_info.as_ref().map(|i| i.addr);
 
     // CPU stages, each on its own thread, joined by bounded channels.
@@ -263,6 +286,23 @@ pub async fn run(
             None
         }
     };
+    let shadow_tap = match shadow_model {
+        Some(shadow) => {
+            let (jobs_tx, jobs_rx) = sync_channel(depth);
+            let (store, shadow_counters) = (store_tx.clone(), counters.clone());
+            threads.push(spawn(
+                "shadow",
+                Box::new(move || {
+                    model::shadow::run_worker(shadow, jobs_rx, store, run_id, shadow_counters)
+                }),
+            )?);
+            Some(model::shadow::ShadowTap {
+                jobs: jobs_tx,
+                counters: counters.clone(),
+            })
+        }
+        None => None,
+    };
     {
         let (reports, done) = (report_tx.clone(), progress[0].clone());
         threads.push(spawn(
@@ -282,7 +322,7 @@ pub async fn run(
             "inference",
             Box::new(move || {
                 let switches = recipe::Pending::new(model_switch_rx);
-                model::run_worker(model, infer_rx, reports, done, switches)
+                model::run_worker(model, infer_rx, reports, done, switches, shadow_tap)
             }),
         )?);
     }
@@ -304,7 +344,7 @@ pub async fn run(
         clock,
         run_id,
         deadline: Duration::from_millis(config.decision.deadline_ms),
-        infos: vec![(1, info)],
+        infos: vec![(1, info.clone())],
         switches: recipe::Switches {
             preprocess: pre_switch_tx,
             inference: model_switch_tx,
@@ -325,6 +365,9 @@ pub async fn run(
         listener,
         plc_status: plc_info.as_ref().map(|i| i.status.clone()),
         model_rx,
+        model_tx: opts.tap.as_ref().map(|t| t.model.clone()),
+        base_in_force: true,
+        used_models: vec![format!("{} v{}", info.name, info.version)],
     };
     orchestrator
         .run(
@@ -332,6 +375,7 @@ pub async fn run(
             report_rx,
             &mut acoustic_rx,
             recipes_rx,
+            swaps_rx,
             shutdown,
         )
         .await;
@@ -344,6 +388,7 @@ pub async fn run(
         summary.latency = Spread::of(&l.latency);
         summary
     });
+    let models = orchestrator.used_models.clone();
     let (latency, detection) = orchestrator.into_figures();
     drop(acoustic_rx);
     if let Some(tap) = &opts.tap {
@@ -372,6 +417,11 @@ pub async fn run(
         plc_outages: read(&c.plc_outages),
         plc_delivered: read(&c.plc_delivered),
         plc_undelivered: read(&c.plc_undelivered),
+        models,
+        model_swaps: read(&c.model_swaps),
+        shadow: shadow_name,
+        shadow_scored: read(&c.shadow_scored),
+        shadow_dropped: read(&c.shadow_dropped),
         plc_status: plc_info
             .as_ref()
             .map(|i| plc::status::read(&i.status).to_string()),
@@ -477,6 +527,12 @@ struct Orchestrator {
     plc_status: Option<plc::status::SharedStatus>,
     /// The model in force as the live view sees it: a technician may change the threshold there.
     model_rx: Option<watch::Receiver<Option<ModelInfo>>>,
+    /// Told the new model at a hot swap.
+    model_tx: Option<watch::Sender<Option<ModelInfo>>>,
+    /// No recipe has replaced the configured model (hot swaps of a promoted version apply to it only).
+    base_in_force: bool,
+    /// Every model put in force in this run, in order ("name vX").
+    used_models: Vec<String>,
 }
 
 impl Orchestrator {
@@ -490,6 +546,7 @@ impl Orchestrator {
         mut reports: mpsc::Receiver<StageReport>,
         acoustic: &mut mpsc::Receiver<AcousticReport>,
         mut recipes: mpsc::Receiver<recipe::LoadResult>,
+        mut swaps: mpsc::Receiver<recipe::Loaded>,
         shutdown: impl Future<Output = ()>,
     ) {
         let listening = self.listener.is_some();
@@ -523,6 +580,7 @@ impl Orchestrator {
                     let _ = self.stop_tx.send(true);
                 }
                 Some(loaded) = recipes.recv() => self.on_recipe(loaded),
+                Some(loaded) = swaps.recv() => self.on_swap(loaded),
                 _ = status.tick(), if self.status_line => self.print_status(terminal),
             }
         }
@@ -689,33 +747,81 @@ impl Orchestrator {
         &self.infos[at.saturating_sub(1)].1
     }
 
+    /// Hands a loaded model and its preprocessor to the workers, in force from the next part on; returns that
+    /// part's number, or `None` when the workers have stopped.
+    fn switch_to(&mut self, loaded: recipe::Loaded) -> Option<Seq> {
+        let from = self.next_seq;
+        let info = loaded.model.info.clone();
+        let sent = self
+            .switches
+            .preprocess
+            .send((from, loaded.preprocessor))
+            .is_ok()
+            && self.switches.inference.send((from, loaded.model)).is_ok();
+        if !sent {
+            return None;
+        }
+        let oldest = self.pending.front().map_or(from, |p| p.seq);
+        while self.infos.len() > 1 && self.infos[1].0 <= oldest {
+            self.infos.remove(0);
+        }
+        self.used_models.push(format!(
+            "{} v{} (from part {from})",
+            info.name, info.version
+        ));
+        self.infos.push((from, info));
+        Some(from)
+    }
+
+    /// A promoted version of the configured model was loaded: a hot swap between two parts.
+    fn on_swap(&mut self, loaded: recipe::Loaded) {
+        if !self.base_in_force {
+            tracing::warn!(
+                "model {} v{} was promoted, but a recipe's model is in force: it applies when the configured model \
+                 is selected again",
+                loaded.model.info.name,
+                loaded.model.info.version
+            );
+            return;
+        }
+        let info = loaded.model.info.clone();
+        let old = self.infos.last().map(|(_, i)| format!("v{}", i.version));
+        if let Some(from) = self.switch_to(loaded) {
+            bump(&self.counters.model_swaps);
+            tracing::info!(
+                "hot swap: model {} v{} (sha256 {}, threshold {}) in force from part {from} (was {})",
+                info.name,
+                info.version,
+                &info.sha256[..12],
+                info.threshold,
+                old.unwrap_or_default()
+            );
+            if let Some(tx) = &self.model_tx {
+                tx.send_replace(Some(info));
+                if let Some(rx) = &mut self.model_rx {
+                    rx.borrow_and_update();
+                }
+            }
+        }
+    }
+
     /// A recipe was loaded (or failed to): it applies from the next part on, in every stage at once.
     fn on_recipe(&mut self, loaded: recipe::LoadResult) {
         let (number, ok) = match loaded {
             Ok(l) => {
-                let from = self.next_seq;
+                let number = l.number;
                 let info = l.model.info.clone();
-                let sent = self
-                    .switches
-                    .preprocess
-                    .send((from, l.preprocessor))
-                    .is_ok()
-                    && self.switches.inference.send((from, l.model)).is_ok();
-                if sent {
+                let sent = self.switch_to(l);
+                if let Some(from) = sent {
+                    self.base_in_force = false;
                     tracing::info!(
-                        "recipe {} ({} v{}, threshold {}) in force from part {from}",
-                        l.number,
+                        "recipe {number} ({} v{}, threshold {}) in force from part {from}",
                         info.name,
                         info.version,
                         info.threshold
                     );
-                    let oldest = self.pending.front().map_or(from, |p| p.seq);
-                    while self.infos.len() > 1 && self.infos[1].0 <= oldest {
-                        self.infos.remove(0);
-                    }
-                    self.infos.push((from, info));
                 }
-                (l.number, sent)
+                (number, sent.is_some())
             }
             Err((number, detail)) => {
                 tracing::error!("recipe {number} refused: {detail}");
@@ -939,6 +1045,7 @@ impl Orchestrator {
             }
         });
         let sound_truth = acoustic.as_ref().and_then(|a| a.truth.clone());
+        let mut heatmap = None;
         let (origin, truth, image) = match frame {
             Some(frame) => {
                 if let Some(truth) = &frame.truth {
@@ -952,6 +1059,10 @@ impl Orchestrator {
                 let sample =
                     self.save_passed_every > 0 && read(&c.passed) % self.save_passed_every == 0;
                 let keep = rejected || sample;
+                heatmap = frame
+                    .anomaly_map
+                    .filter(|_| rejected)
+                    .map(|map| (map, frame.roi));
                 (frame.origin, frame.truth, keep.then_some(frame.image))
             }
             None => ("(no frame)".to_string(), None, None),
@@ -979,6 +1090,8 @@ impl Orchestrator {
                 "off"
             },
             image,
+            heatmap,
+            heatmap_path: None,
             acoustic,
         };
         if self

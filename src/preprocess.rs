@@ -163,6 +163,9 @@ pub fn run_worker(
             None => Err(PreprocessError::EmptyFrame),
         };
         job.tensor = tensor;
+        if let Some(frame) = job.frame.as_mut() {
+            frame.roi = pre.roi;
+        }
         job.times.preprocessed = Some(Instant::now());
         done.store(job.seq, Ordering::Release);
         let sent = match result {

@@ -66,6 +66,68 @@ pub fn start_loader(
     rx
 }
 
+/// How often a running line looks at its registry's `active` file.
+pub const REGISTRY_POLL_MS: u64 = 250;
+
+/// Starts the registry watcher when `[model] dir` is a registry name folder: each time its `active` file names
+/// another version, that version is loaded off the line (checked against its manifest like any model) and handed
+/// to the orchestrator, which swaps it in between two parts. A version that cannot be loaded is refused with
+/// the reason, and the line keeps its model; it is tried again only when `active` changes again.
+pub fn watch_registry(
+    config: &Config,
+    registry: Option<std::path::PathBuf>,
+    running: String,
+) -> tokio::sync::mpsc::Receiver<Loaded> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let Some(registry) = registry else {
+        return rx;
+    };
+    let (model, preprocess) = (config.model.clone(), config.preprocess.clone());
+    let ort = config.station.onnxruntime_path.clone();
+    tokio::spawn(async move {
+        let mut seen = running;
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(REGISTRY_POLL_MS));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            poll.tick().await;
+            if tx.is_closed() {
+                return;
+            }
+            let active = match crate::model::registry::active_version(&registry) {
+                Ok(Some(v)) if v != seen => v,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!("model registry: {e}");
+                    continue;
+                }
+            };
+            seen = active.clone();
+            let recipe = RecipeConfig {
+                number: 0,
+                model: crate::config::ModelConfig {
+                    dir: registry.join(&active),
+                    ..model.clone()
+                },
+                preprocess: preprocess.clone(),
+            };
+            let ort = ort.clone();
+            tracing::info!("model registry: version {active} promoted; loading it");
+            match tokio::task::spawn_blocking(move || load(&recipe, ort.as_deref())).await {
+                Ok(Ok(loaded)) => {
+                    if tx.send(loaded).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(
+                    "model registry: version {active} refused, the line keeps its model: {e}"
+                ),
+                Err(e) => tracing::error!("model registry: loader stopped: {e}"),
+            }
+        }
+    });
+    rx
+}
+
 /// The orchestrator's ends of the workers' switch channels.
 pub struct Switches {
     pub preprocess: Sender<(Seq, Preprocessor)>,

@@ -52,6 +52,10 @@ pub struct PartRecord {
     pub plc_status: &'static str,
     /// The frame to keep, for rejected and sampled passed parts.
     pub image: Option<Mat>,
+    /// A rejected part's anomaly map and the ROI it covers, drawn over the frame as `<part>.heat.png`.
+    pub heatmap: Option<(crate::model::AnomalyMap, Option<opencv::core::Rect>)>,
+    /// Filled in by the writer once the heat map is saved.
+    pub heatmap_path: Option<String>,
     /// The acoustic judgement, when the station listens.
     pub acoustic: Option<AcousticRecord>,
 }
@@ -86,6 +90,8 @@ pub enum PlcOutcome {
 
 pub enum StoreMsg {
     Insert(Box<PartRecord>),
+    /// A shadow model's score of a part (never part of the verdict).
+    Shadow(crate::model::shadow::ShadowScore),
     Actuated {
         part_id: String,
         outcome: PlcOutcome,
@@ -195,7 +201,22 @@ CREATE INDEX parts_queue ON parts(verdict, score, threshold);
 ";
 
 /// Schema steps in order: step `i` brings the database to `user_version = i + 1`. Append, never edit.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_AUDIO, SCHEMA_REVIEWS];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_AUDIO, SCHEMA_REVIEWS, SCHEMA_SHADOW];
+
+/// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
+const SCHEMA_SHADOW: &str = "
+CREATE TABLE shadow_scores (
+    part_id TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    score REAL,
+    threshold REAL NOT NULL,
+    error TEXT,
+    scored_us INTEGER NOT NULL,
+    PRIMARY KEY (part_id, model_sha256)
+);
+";
 
 /// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout).
 pub fn open_database(db_path: &Path) -> Result<Connection, StoreError> {
@@ -275,10 +296,32 @@ impl Store {
         for msg in batch {
             match msg {
                 StoreMsg::Insert(mut record) => {
-                    let image_path = record
-                        .image
-                        .take()
-                        .and_then(|img| self.save_image(&record.part_id, &img));
+                    let image = record.image.take();
+                    let image_path = image
+                        .as_ref()
+                        .and_then(|img| self.save_image(&record.part_id, img));
+                    record.heatmap_path = match (&image_path, &image, record.heatmap.take()) {
+                        (Some(_), Some(img), Some((map, roi))) => {
+                            match crate::model::heatmap::overlay(
+                                img,
+                                &map,
+                                roi,
+                                record.model.threshold,
+                            ) {
+                                Ok(heat) => {
+                                    self.save_image(&format!("{}.heat", record.part_id), &heat)
+                                }
+                                Err(e) => {
+                                    tracing::error!(
+                                        "part {}: cannot draw the heat map: {e}",
+                                        record.part_id
+                                    );
+                                    None
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
                     if let Some(a) = record.acoustic.as_mut() {
                         let name = format!("{}.spectrogram", record.part_id);
                         a.spectrogram_path = a.sound.take().and_then(|(samples, rate)| {
@@ -309,7 +352,9 @@ impl Store {
         } else if let Some(live) = &self.live {
             for (msg, image_path) in rows {
                 // An error only means that no page is listening.
-                let _ = live.send(live_event(msg, image_path));
+                if let Some(event) = live_event(msg, image_path) {
+                    let _ = live.send(event);
+                }
             }
         }
     }
@@ -341,8 +386,8 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us, preprocessed_us,
                     inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
-                    model_name, model_version, model_sha256, image_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                    model_name, model_version, model_sha256, image_path, heatmap_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             )?;
             let mut delivered = tx.prepare_cached(
                 "UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1",
@@ -362,8 +407,24 @@ impl Store {
                     reasons = json_insert(reasons, '$[#]', json_object('code', 'verdict_late_at_gate', 'detail', ?2))
                  WHERE part_id = ?1",
             )?;
+            let mut shadow = tx.prepare_cached(
+                "INSERT OR REPLACE INTO shadow_scores (part_id, model_name, model_version, model_sha256, score,
+                    threshold, error, scored_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
             for (msg, image_path) in rows {
                 match msg {
+                    StoreMsg::Shadow(s) => {
+                        shadow.execute(params![
+                            s.part_id,
+                            s.model.name,
+                            s.model.version,
+                            s.model.sha256,
+                            s.score.as_ref().ok().map(|v| f64::from(*v)),
+                            f64::from(s.model.threshold),
+                            s.score.as_ref().err(),
+                            s.scored_us,
+                        ])?;
+                    }
                     StoreMsg::Insert(r) => {
                         insert.execute(params![
                             r.part_id,
@@ -386,6 +447,7 @@ impl Store {
                             r.model.version,
                             r.model.sha256,
                             image_path,
+                            r.heatmap_path,
                         ])?;
                         if let Some(a) = &r.acoustic {
                             acoustic.execute(params![
@@ -434,9 +496,9 @@ impl Store {
     }
 }
 
-fn live_event(msg: StoreMsg, image_path: Option<String>) -> crate::live::LiveEvent {
+fn live_event(msg: StoreMsg, image_path: Option<String>) -> Option<crate::live::LiveEvent> {
     use crate::live::{LiveEvent, PartSummary};
-    match msg {
+    Some(match msg {
         StoreMsg::Insert(r) => LiveEvent::Part(PartSummary {
             seq: r.seq,
             decided_us: r.decided_us,
@@ -452,7 +514,8 @@ fn live_event(msg: StoreMsg, image_path: Option<String>) -> crate::live::LiveEve
             part_id,
             delivered: matches!(outcome, PlcOutcome::Delivered { .. }),
         },
-    }
+        StoreMsg::Shadow(_) => return None,
+    })
 }
 
 /// The writer task: batches messages until the channel closes, then closes the run. Returns the store.

@@ -98,6 +98,8 @@ impl FrameSource for FolderSource {
             image,
             truth: self.truth_of(&path),
             origin: shown,
+            roi: None,
+            anomaly_map: None,
         })
     }
 

@@ -340,6 +340,8 @@ impl FrameSource for SyntheticConveyor {
             image: part.image,
             origin: format!("synthetic#{}", self.index),
             truth,
+            roi: None,
+            anomaly_map: None,
         })
     }
 

@@ -75,6 +75,8 @@ impl FrameSource for VideoSource {
             image: frame,
             origin: format!("{shown}#{}", self.index),
             truth: None,
+            roi: None,
+            anomaly_map: None,
         })
     }
 

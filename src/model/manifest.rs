@@ -1,12 +1,19 @@
 //! The model's contract, `manifest.toml` beside `model.onnx`: what the input tensor looks like (name, shape,
 //! layout, color order, normalisation), which outputs carry the image score and the anomaly map, the decision
-//! threshold and how it was chosen, the version, and the sha256 of the `.onnx` file.
+//! threshold and how it was chosen, the version, and the sha256 of the `.onnx` file. Trained models add how they
+//! were made (`[training]`: the command, the data's fingerprint, the parameters) and what `station evaluate`
+//! measured (`[metrics]`).
+//!
+//! `kind = "anomalib"` (or a manifest without `[output]` whose ONNX file has anomalib's `pred_score` output) is an
+//! anomalib 2.x export: one input `input` [N,3,H,W] of RGB in [0,1], its resize and normalisation inside the
+//! graph, `pred_score` normalised so that 0.5 is its threshold, and `anomaly_map` when present. For such a model
+//! `[input]`, `[output]` and `[threshold]` may be left out; they are taken from the ONNX file (`super::Model`).
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Layout {
     #[serde(rename = "NCHW")]
     Nchw,
@@ -14,7 +21,7 @@ pub enum Layout {
     Nhwc,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColorOrder {
     Gray,
@@ -31,7 +38,7 @@ impl ColorOrder {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     pub name: String,
@@ -62,7 +69,7 @@ impl InputSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// Output holding the image anomaly score, one value per image; higher = more anomalous.
@@ -71,7 +78,7 @@ pub struct OutputSpec {
     pub anomaly_map: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdSpec {
     /// Scores above this reject the part.
@@ -80,25 +87,169 @@ pub struct ThresholdSpec {
     pub method: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What kind of export the model is: the station's own contract, or anomalib's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Station,
+    Anomalib,
+}
+
+/// How a trained model was made (written by `station train vision`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub struct Training {
+    /// The command line that made it.
+    pub command: String,
+    /// The model design (`gaussian`, `padim`, `patchcore`).
+    pub design: String,
+    pub trained_unix_s: u64,
+    pub seconds: f64,
+    /// Good images the model learned from, and the sha256 of their sorted relative paths and sizes.
+    pub good_files: usize,
+    pub good_list_sha256: String,
+    /// Held-out good images the threshold was calibrated on.
+    pub calibration_files: usize,
+    /// Defect images used for validation and threshold calibration only (0 when none were given).
+    pub defect_files: usize,
+    pub defect_list_sha256: String,
+    /// The ROI the training images were cropped to, `[x, y, width, height]`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi: Option<[i32; 4]>,
+    /// The design's parameters.
+    pub params: toml::Table,
+}
+
+/// The manifest as written in the file: for anomalib exports `[input]`, `[output]` and `[threshold]` may be left
+/// out (see the module docs).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
     pub name: String,
     pub version: String,
     #[serde(default)]
     pub description: String,
+    /// `station` (default) or `anomalib`; absent: auto-detected from the ONNX outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ModelKind>,
+    /// sha256 of `model.onnx`, lowercase hex.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<Training>,
+    /// What `station evaluate` measured, with the data set's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<toml::Table>,
+}
+
+/// The complete contract of a loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub kind: ModelKind,
     /// sha256 of `model.onnx`, lowercase hex.
     pub sha256: String,
     pub input: InputSpec,
     pub output: OutputSpec,
     pub threshold: ThresholdSpec,
+    pub training: Option<Training>,
+    pub metrics: Option<toml::Table>,
+}
+
+impl ManifestFile {
+    /// Reads and parses a manifest file.
+    pub fn read(path: &Path) -> Result<ManifestFile, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        toml::from_str(&text).map_err(|e| e.message().to_string())
+    }
+
+    /// Writes the manifest as TOML, with a header comment.
+    pub fn write(&self, path: &Path, header: &str) -> Result<(), String> {
+        let body = toml::to_string(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, format!("{header}{body}"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The complete manifest, with the given input/output/threshold filling in what the file leaves out.
+    pub fn complete(
+        self,
+        kind: ModelKind,
+        input: InputSpec,
+        output: OutputSpec,
+        threshold: ThresholdSpec,
+    ) -> Manifest {
+        Manifest {
+            name: self.name,
+            version: self.version,
+            description: self.description,
+            kind,
+            sha256: self.sha256,
+            input: self.input.unwrap_or(input),
+            output: self.output.unwrap_or(output),
+            threshold: self.threshold.unwrap_or(threshold),
+            training: self.training,
+            metrics: self.metrics,
+        }
+    }
 }
 
 impl Manifest {
-    /// Reads and checks a manifest on its own (not yet against the ONNX file).
-    pub fn load(path: &Path) -> Result<Manifest, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| e.message().to_string())?;
+    /// Reads a station-kind manifest and checks it on its own (not yet against the ONNX file).
+    pub fn load_file(path: &Path) -> Result<Manifest, String> {
+        let file = ManifestFile::read(path)?;
+        let missing: Vec<&str> = [
+            ("[input]", file.input.is_none()),
+            ("[output]", file.output.is_none()),
+            ("[threshold]", file.threshold.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, absent)| absent.then_some(name))
+        .collect();
+        match (
+            file.input.clone(),
+            file.output.clone(),
+            file.threshold.clone(),
+        ) {
+            (Some(i), Some(o), Some(t)) => {
+                let kind = file.kind.unwrap_or_default();
+                let manifest = file.complete(kind, i, o, t);
+                manifest.check()?;
+                Ok(manifest)
+            }
+            _ => Err(format!(
+                "missing {} (required unless kind = \"anomalib\")",
+                missing.join(", ")
+            )),
+        }
+    }
+
+    /// The manifest as a file again (for rewriting its `[metrics]`).
+    pub fn to_file(&self) -> ManifestFile {
+        ManifestFile {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            kind: (self.kind != ModelKind::Station).then_some(self.kind),
+            sha256: self.sha256.clone(),
+            input: Some(self.input.clone()),
+            output: Some(self.output.clone()),
+            threshold: Some(self.threshold.clone()),
+            training: self.training.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Checks the manifest's fields on their own; returns every problem.
+    pub fn check(&self) -> Result<(), String> {
+        let manifest = self;
         let mut problems = Vec::new();
         let input = &manifest.input;
         if input.shape.len() != 4 {
@@ -152,7 +303,7 @@ impl Manifest {
             problems.push("threshold.value: expected a finite number".into());
         }
         if problems.is_empty() {
-            Ok(manifest)
+            Ok(())
         } else {
             Err(problems.join("; "))
         }

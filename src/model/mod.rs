@@ -5,8 +5,11 @@
 //! refuses the model with a message naming the file and the field. The inference worker ([`run_worker`]) owns
 //! the session on its own thread and turns preprocessed jobs into scores.
 
+pub mod heatmap;
 pub mod manifest;
+pub mod registry;
 pub mod runtime;
+pub mod shadow;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tokio::sync::mpsc::Sender;
 use crate::config::ModelConfig;
 use crate::part::{Job, Stage, StageReport};
 pub use manifest::Manifest;
+use manifest::{ColorOrder, InputSpec, Layout, ManifestFile, ModelKind, OutputSpec, ThresholdSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -46,6 +50,8 @@ pub enum ModelError {
     Contract { path: String, detail: String },
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     #[error("inference failed: {0}")]
     Run(String),
 }
@@ -55,7 +61,15 @@ pub enum ModelError {
 pub struct Inference {
     pub score: f32,
     /// Anomaly map, row-major, when the model provides one.
-    pub anomaly_map: Option<Vec<f32>>,
+    pub anomaly_map: Option<AnomalyMap>,
+}
+
+/// A per-pixel anomaly map over the model's input (the preprocessed ROI), in score units.
+#[derive(Debug, Clone)]
+pub struct AnomalyMap {
+    pub width: usize,
+    pub height: usize,
+    pub values: Vec<f32>,
 }
 
 /// Identity of the model that judged a part, recorded with every verdict.
@@ -73,7 +87,10 @@ pub struct Model {
     session: Session,
     pub manifest: Manifest,
     pub info: ModelInfo,
+    /// The version folder the model was loaded from.
     pub dir: PathBuf,
+    /// The registry name folder, when `[model] dir` named one (its `active` file is watched for hot swaps).
+    pub registry: Option<PathBuf>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -84,28 +101,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Model {
-    /// Loads `dir/model.onnx` with `dir/manifest.toml` and checks one against the other.
+    /// Loads `dir/model.onnx` with `dir/manifest.toml` and checks one against the other. `dir` may also be a
+    /// registry name folder: its active version is loaded.
     pub fn load(
         config: &ModelConfig,
         onnxruntime_path: Option<&Path>,
     ) -> Result<Model, ModelError> {
-        let dir = &config.dir;
+        let resolved = registry::resolve(&config.dir)?;
+        let dir = &resolved.version_dir;
         let manifest_path = dir.join("manifest.toml");
         let onnx_path = dir.join("model.onnx");
         let shown = onnx_path.display().to_string();
-        let manifest = Manifest::load(&manifest_path).map_err(|detail| ModelError::Manifest {
+        let manifest_err = |detail: String| ModelError::Manifest {
             path: manifest_path.display().to_string(),
             detail,
-        })?;
+        };
+        let file = ManifestFile::read(&manifest_path).map_err(manifest_err)?;
         let bytes = std::fs::read(&onnx_path).map_err(|source| ModelError::Read {
             path: shown.clone(),
             source,
         })?;
         let actual = sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(&manifest.sha256) {
+        if !actual.eq_ignore_ascii_case(&file.sha256) {
             return Err(ModelError::Checksum {
                 path: shown,
-                expected: manifest.sha256.clone(),
+                expected: file.sha256.clone(),
                 actual,
             });
         }
@@ -120,6 +140,8 @@ impl Model {
             .map_err(|e| load_err(e.to_string()))?
             .commit_from_memory(&bytes)
             .map_err(|e| load_err(e.to_string()))?;
+        let manifest = complete_manifest(file, &session).map_err(manifest_err)?;
+        manifest.check().map_err(manifest_err)?;
         check_contract(&session, &manifest).map_err(|detail| ModelError::Contract {
             path: shown.clone(),
             detail,
@@ -135,6 +157,7 @@ impl Model {
             manifest,
             info,
             dir: dir.clone(),
+            registry: resolved.registry,
         })
     }
 
@@ -155,17 +178,102 @@ impl Model {
             .first()
             .ok_or_else(|| ModelError::Run(format!("output \"{score_name}\" is empty")))?;
         let anomaly_map = match &self.manifest.output.anomaly_map {
-            Some(name) => Some(
-                outputs[name.as_str()]
+            Some(name) => {
+                let (shape, values) = outputs[name.as_str()]
                     .try_extract_tensor::<f32>()
-                    .map_err(run)?
-                    .1
-                    .to_vec(),
-            ),
+                    .map_err(run)?;
+                // [.., H, W]: the last two dimensions, whatever comes before (N, or N and 1).
+                let dims: Vec<i64> = shape.iter().copied().collect();
+                match dims.as_slice() {
+                    [.., h, w] if (h * w) as usize == values.len() && *h > 0 && *w > 0 => {
+                        Some(AnomalyMap {
+                            width: *w as usize,
+                            height: *h as usize,
+                            values: values.to_vec(),
+                        })
+                    }
+                    _ => {
+                        return Err(ModelError::Run(format!(
+                            "output \"{name}\" has shape {dims:?}, expected one [H, W] map (batch 1)"
+                        )));
+                    }
+                }
+            }
             None => None,
         };
         Ok(Inference { score, anomaly_map })
     }
+}
+
+/// anomalib's output names (fields of its InferenceBatch).
+const ANOMALIB_OUTPUTS: [&str; 4] = ["pred_score", "pred_label", "anomaly_map", "pred_mask"];
+
+/// The full manifest: a station manifest as written; an anomalib export's (by `kind`, or detected by its output
+/// names when the file has no `[output]`) completed from the ONNX graph.
+fn complete_manifest(file: ManifestFile, session: &Session) -> Result<Manifest, String> {
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    let detected = file.output.is_none() && outputs.contains(&"pred_score");
+    let kind = file.kind.unwrap_or(if detected {
+        ModelKind::Anomalib
+    } else {
+        ModelKind::Station
+    });
+    if kind == ModelKind::Station {
+        return match (
+            file.input.clone(),
+            file.output.clone(),
+            file.threshold.clone(),
+        ) {
+            (Some(i), Some(o), Some(t)) => Ok(file.complete(kind, i, o, t)),
+            _ => Err(format!(
+                "[input], [output] and [threshold] are required unless kind = \"anomalib\" (the model's outputs {} \
+                 are not anomalib's {})",
+                names(outputs.iter().copied()),
+                names(ANOMALIB_OUTPUTS.iter().copied())
+            )),
+        };
+    }
+    let inputs = session.inputs();
+    let input = inputs
+        .iter()
+        .find(|i| i.name() == "input")
+        .or(inputs.first())
+        .ok_or("the model has no input")?;
+    let dims: Vec<i64> = input
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    let input_spec = match (file.input.clone(), dims.as_slice()) {
+        (Some(spec), _) => spec,
+        (None, [_, 3, h, w]) if *h > 0 && *w > 0 => InputSpec {
+            name: input.name().to_string(),
+            shape: vec![1, 3, *h, *w],
+            layout: Layout::Nchw,
+            color: ColorOrder::Rgb,
+            scale: 1.0 / 255.0,
+            mean: vec![0.0; 3],
+            std: vec![1.0; 3],
+        },
+        (None, _) => {
+            return Err(format!(
+                "anomalib model: input \"{}\" has shape {dims:?}; expected [N, 3, H, W] with a fixed H and W \
+                 (or give [input] in the manifest)",
+                input.name()
+            ));
+        }
+    };
+    let output = OutputSpec {
+        score: "pred_score".into(),
+        anomaly_map: outputs
+            .contains(&"anomaly_map")
+            .then(|| "anomaly_map".to_string()),
+    };
+    let threshold = ThresholdSpec {
+        value: 0.5,
+        method: "anomalib's normalised threshold (pred_score > 0.5 is anomalous)".into(),
+    };
+    Ok(file.complete(kind, input_spec, output, threshold))
 }
 
 /// Compares the manifest with the session's real inputs and outputs; returns every mismatch.
@@ -244,21 +352,28 @@ pub fn run_worker(
     reports: Sender<StageReport>,
     done: Arc<AtomicU64>,
     mut recipe: crate::recipe::Pending<Model>,
+    shadow: Option<shadow::ShadowTap>,
 ) {
     while let Ok(mut job) = jobs.recv() {
         if let Some(switched) = recipe.due(job.seq) {
             model = switched;
         }
         let result = model.infer(&job.tensor);
+        if let Some(shadow) = &shadow {
+            shadow.offer(job.seq, &job.tensor);
+        }
         job.times.inferred = Some(Instant::now());
         done.store(job.seq, Ordering::Release);
         let report = match (result, job.frame) {
-            (Ok(inference), Some(frame)) => StageReport::Scored {
-                seq: job.seq,
-                times: job.times,
-                frame,
-                inference,
-            },
+            (Ok(mut inference), Some(mut frame)) => {
+                frame.anomaly_map = inference.anomaly_map.take();
+                StageReport::Scored {
+                    seq: job.seq,
+                    times: job.times,
+                    frame,
+                    inference,
+                }
+            }
             (result, frame) => StageReport::Fault {
                 seq: job.seq,
                 times: job.times,

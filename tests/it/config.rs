@@ -16,14 +16,7 @@ fn copy_model(to: &Path) {
 }
 
 fn load(dir: &Path) -> Result<Model, ModelError> {
-    Model::load(
-        &ModelConfig {
-            dir: dir.to_path_buf(),
-            threshold: None,
-            threads: 1,
-        },
-        None,
-    )
+    Model::load(&ModelConfig::at(dir), None)
 }
 
 fn edit_manifest(dir: &Path, from: &str, to: &str) {
@@ -44,7 +37,10 @@ fn the_demo_model_loads_and_scores() {
     // A flat image has no local contrast: score 0, an all-zero map of the input's size.
     let out = model.infer(&vec![0.0; 256 * 256]).unwrap();
     assert!(out.score.abs() < 1e-4, "{}", out.score);
-    assert_eq!(out.anomaly_map.as_ref().map(Vec::len), Some(256 * 256));
+    assert_eq!(
+        out.anomaly_map.as_ref().map(|m| (m.width, m.height)),
+        Some((256, 256))
+    );
     // One bright pixel gives local contrast.
     let mut spot = vec![0.0; 256 * 256];
     spot[128 * 256 + 128] = 2.0;
