@@ -1245,7 +1245,7 @@ mod tests {
         let config = Config::embedded_default().unwrap();
         assert!(matches!(config.source, SourceConfig::Synthetic(_)));
         assert_eq!(config.plc.link, PlcLink::Simulated);
-        assert!(config.model.dir.ends_with("models/surface-defect/1"));
+        assert!(config.model.dir.ends_with("models/surface-defect"));
     }
 
     #[test]

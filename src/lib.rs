@@ -8,6 +8,7 @@
 //! the acoustic score joins the vision score in the verdict.
 //! [`web`] serves the operator review page and its JSON API over the records ([`review`], [`users`]), fed live by
 //! [`live`].
+//! [`vision`] trains and evaluates the anomaly models technicians make from the station's own images.
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
 pub mod acoustic;
@@ -29,4 +30,5 @@ pub mod review;
 pub mod store;
 pub mod trigger;
 pub mod users;
+pub mod vision;
 pub mod web;

@@ -7,12 +7,16 @@
 mod bench;
 mod dataset;
 mod evaluate_audio;
+mod evaluate_vision;
 mod generate;
 mod generate_sounds;
+mod generate_textures;
+mod model;
 mod plc;
 mod review;
 mod run;
 mod train_audio;
+mod train_vision;
 mod user;
 mod validate;
 
@@ -95,11 +99,21 @@ enum Command {
         #[command(subcommand)]
         kind: TrainKind,
     },
-    /// Evaluate a model on labelled data
+    /// Evaluate a vision model on labelled images (or `--shadow`, or `evaluate audio`)
+    #[command(args_conflicts_with_subcommands = true)]
     Evaluate {
         #[command(subcommand)]
-        kind: EvaluateKind,
+        kind: Option<EvaluateKind>,
+        #[command(flatten)]
+        vision: Box<evaluate_vision::EvaluateVisionArgs>,
     },
+    /// The model registry: list versions, promote one, roll back
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+    /// Write an evaluation set cut from a real texture photo: good crops, crops with drawn defects, their masks
+    GenerateTextureSet(generate_textures::GenerateTexturesArgs),
     /// Write the synthetic machine's part sounds as WAV files (normal/, anomalous/)
     GenerateSounds {
         /// Output folder
@@ -173,6 +187,31 @@ enum DatasetAction {
 enum TrainKind {
     /// Learn the normal sound from normal recordings only (acoustic anomaly model)
     Audio(train_audio::TrainAudioArgs),
+    /// Learn an anomaly model from good images only (vision model, exported as ONNX)
+    Vision(Box<train_vision::TrainVisionArgs>),
+}
+
+#[derive(Subcommand)]
+enum ModelAction {
+    /// List each model's versions (* = active), thresholds, designs, AUROC and recent history
+    List {
+        /// Models folder
+        #[arg(long, value_name = "DIR", default_value = "models")]
+        models: PathBuf,
+    },
+    /// Make a version the active one (refused unless it loads and checks against its manifest)
+    Promote {
+        name: String,
+        version: String,
+        #[arg(long, value_name = "DIR", default_value = "models")]
+        models: PathBuf,
+    },
+    /// Go back to the version that was active before the current one
+    Rollback {
+        name: String,
+        #[arg(long, value_name = "DIR", default_value = "models")]
+        models: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,10 +243,11 @@ fn exit_code(err: &anyhow::Error) -> i32 {
         .any(|e| e.is::<ConfigError>() || e.is::<clap::Error>())
     {
         2
-    } else if err
-        .chain()
-        .any(|e| e.is::<ModelError>() || e.is::<crate::acoustic::AcousticError>())
-    {
+    } else if err.chain().any(|e| {
+        e.is::<ModelError>()
+            || e.is::<crate::acoustic::AcousticError>()
+            || e.is::<crate::model::registry::RegistryError>()
+    }) {
         3
     } else if err.chain().any(|e| e.is::<PlcUnreachable>()) {
         4
@@ -270,9 +310,24 @@ pub fn main() -> i32 {
         Command::Train {
             kind: TrainKind::Audio(args),
         } => train_audio::train(&args),
+        Command::Train {
+            kind: TrainKind::Vision(args),
+        } => train_vision::train(&args),
         Command::Evaluate {
-            kind: EvaluateKind::Audio(args),
+            kind: Some(EvaluateKind::Audio(args)),
+            ..
         } => evaluate_audio::evaluate(&args),
+        Command::Evaluate { kind: None, vision } => evaluate_vision::evaluate(&vision),
+        Command::Model { action } => match action {
+            ModelAction::List { models } => model::list(&models),
+            ModelAction::Promote {
+                name,
+                version,
+                models,
+            } => model::promote(&models, &name, &version),
+            ModelAction::Rollback { name, models } => model::rollback(&models, &name),
+        },
+        Command::GenerateTextureSet(args) => generate_textures::generate(&args),
         Command::GenerateSounds {
             out,
             count,
