@@ -238,9 +238,13 @@ enum PlcCommand {
 pub struct PlcUnreachable(pub String);
 
 fn exit_code(err: &anyhow::Error) -> i32 {
+    let bad_training_options = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<crate::vision::TrainError>()
+            .is_some_and(|t| matches!(t, crate::vision::TrainError::Invalid(_)))
+    };
     if err
         .chain()
-        .any(|e| e.is::<ConfigError>() || e.is::<clap::Error>())
+        .any(|e| e.is::<ConfigError>() || e.is::<clap::Error>() || bad_training_options(e))
     {
         2
     } else if err.chain().any(|e| {

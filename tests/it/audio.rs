@@ -2,7 +2,7 @@
 //! numpy/scipy peer, the pipeline with synthetic and replayed sound (verdicts, records, spectrograms), the CLI's
 //! train/evaluate, and capture through `cpal` from a PulseAudio null sink.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,24 +11,10 @@ use inspection_station::audio::features::{EnvelopeSpectrum, Extractor, FeaturePa
 use inspection_station::audio::synthetic::{SyntheticSoundParams, clip};
 use inspection_station::audio::{Capture, cpal::Microphone, wav};
 
-use crate::common::{python, root, run, station};
-
-/// The shared data folder: `$STATION_SHARED_DATA`, else `../shared/data` beside the repository.
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("STATION_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"));
-    assert!(
-        dir.join("cwru").is_dir(),
-        "{} has no cwru/ folder: the CWRU bearing recordings are needed (set STATION_SHARED_DATA to the shared data folder)",
-        dir.display()
-    );
-    dir
-}
+use crate::common::{python, root, run, shared_data, station};
 
 fn cwru(name: &str) -> Vec<f32> {
-    wav::read_at(&shared_data().join("cwru").join(name), 0, 48_000)
-        .unwrap_or_else(|e| panic!("{e}"))
+    wav::read_at(&shared_data("cwru").join(name), 0, 48_000).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -51,7 +37,7 @@ fn cwru_bearing_faults_are_told_from_the_healthy_bearing_with_auc_at_least_0_99(
         .collect();
     let mut faults = Vec::new();
     let mut files = 0;
-    for entry in std::fs::read_dir(shared_data().join("cwru")).unwrap() {
+    for entry in std::fs::read_dir(shared_data("cwru")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if name.contains("Drive_End") {
             files += 1;

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use crate::common::{PymodbusPlc, root};
 
-fn station(args: &[&str], dir: &Path) -> Output {
+pub(crate) fn station(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_station"))
         .args(args)
         .current_dir(dir)
@@ -14,7 +14,7 @@ fn station(args: &[&str], dir: &Path) -> Output {
 }
 
 /// Asserts the command succeeded (showing its output otherwise) and returns its stdout.
-fn succeeded(out: &Output) -> String {
+pub(crate) fn succeeded(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -24,7 +24,7 @@ fn succeeded(out: &Output) -> String {
     stdout
 }
 
-fn stderr_line(out: &Output) -> String {
+pub(crate) fn stderr_line(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).to_string();
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(
@@ -36,7 +36,7 @@ fn stderr_line(out: &Output) -> String {
 }
 
 /// The repository's station.toml with its data redirected into `dir`.
-fn demo_config(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn demo_config(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(root().join("station.toml"))
         .unwrap()
         .replace(

@@ -27,6 +27,21 @@ pub fn python() -> PathBuf {
     python
 }
 
+/// A folder of the shared data (`$STATION_SHARED_DATA`, else `../shared/data` beside the repository); a missing
+/// one fails the test with what is needed.
+pub fn shared_data(sub: &str) -> PathBuf {
+    let dir = std::env::var_os("STATION_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+        .join(sub);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the shared data's {sub}/ folder is needed (set STATION_SHARED_DATA to the shared data folder)",
+        dir.display()
+    );
+    dir
+}
+
 pub fn demo_model() -> PathBuf {
     root().join("models/surface-defect/1")
 }

@@ -11,4 +11,5 @@ mod pipeline;
 mod plc;
 mod sources;
 mod triggers;
+mod vision;
 mod web;
