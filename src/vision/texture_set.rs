@@ -8,6 +8,7 @@
 //! - `spot`: a filled disc of radius 4-12 px, softened, 2-3.5 sigma;
 //! - `crack`: a dark random walk of 6-12 segments, 2-3 px wide, 2-3.5 sigma;
 //! - `stain`: a large soft ellipse (radii 12-30 px, blurred), 1.2-2 sigma.
+//!
 //! All are visible to the eye, the faintest only just; on busy textures (grass, gravel) they hide among the
 //! texture's own strokes and pebbles.
 //!

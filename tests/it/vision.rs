@@ -393,8 +393,8 @@ async fn rejected_parts_get_a_heat_map_next_to_their_image() {
     for (verdict, image, heat) in &maps {
         match (verdict.as_str(), image, heat) {
             ("REJECT", Some(image), Some(heat)) => {
-                let a = opencv::imgcodecs::imread(&data.join(image), 1).unwrap();
-                let b = opencv::imgcodecs::imread(&data.join(heat), 1).unwrap();
+                let a = opencv::imgcodecs::imread(data.join(image), 1).unwrap();
+                let b = opencv::imgcodecs::imread(data.join(heat), 1).unwrap();
                 use opencv::prelude::*;
                 assert_eq!((a.cols(), a.rows()), (b.cols(), b.rows()));
                 assert!(
