@@ -103,8 +103,12 @@ pub fn evaluate(args: &EvaluateVisionArgs) -> anyhow::Result<()> {
     let defects = dataset::list(defect_dir, None)?;
     let threshold = model.info.threshold;
     let bar = indicatif::ProgressBar::new((goods.len() + defects.len()) as u64);
+    let timing = std::time::Instant::now();
     let good = score_all(&mut model, &pre, &goods, &bar)?;
     let defect = score_all(&mut model, &pre, &defects, &bar)?;
+    // Reading, preprocessing and inference of one image, as the line does it.
+    let per_image_ms =
+        timing.elapsed().as_secs_f64() * 1e3 / (goods.len() + defects.len()).max(1) as f64;
     bar.finish_and_clear();
 
     let good_scores: Vec<f32> = good.iter().map(|s| s.0).collect();
@@ -127,6 +131,7 @@ pub fn evaluate(args: &EvaluateVisionArgs) -> anyhow::Result<()> {
         model.dir.display()
     );
     print!("{report}");
+    println!("time per image  {per_image_ms:.2} ms (read, preprocess, infer)");
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -157,6 +162,7 @@ pub fn evaluate(args: &EvaluateVisionArgs) -> anyhow::Result<()> {
             "masks": args.masks,
         },
         "report": report,
+        "ms_per_image": per_image_ms,
         "scores": {
             "good": goods.iter().zip(&good_scores).map(|(i, s)| (i.relative.display().to_string(), s)).collect::<Vec<_>>(),
             "defect": defects.iter().zip(&defect_scores).map(|(i, s)| (i.relative.display().to_string(), s)).collect::<Vec<_>>(),
