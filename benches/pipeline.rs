@@ -10,7 +10,7 @@ use inspection_station::model::Model;
 use inspection_station::preprocess::Preprocessor;
 
 fn stages(c: &mut Criterion) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/surface-defect/1");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/surface-defect");
     let mut model = Model::load(&ModelConfig::at(dir), None).unwrap_or_else(|e| panic!("{e}"));
     let roi = Roi {
         x: INSPECTED.x,
@@ -30,9 +30,10 @@ fn stages(c: &mut Criterion) {
         b.iter(|| pre.run(&frame, &mut tensor).unwrap())
     });
     pre.run(&frame, &mut tensor).unwrap();
-    c.bench_function("inference (demo model session.run)", |b| {
-        b.iter(|| model.infer(&tensor).unwrap())
-    });
+    c.bench_function(
+        "inference (demo model, the active surface-defect version, session.run)",
+        |b| b.iter(|| model.infer(&tensor).unwrap()),
+    );
     c.bench_function("synthetic part generation", |b| {
         b.iter(|| generate(&params, 3).unwrap())
     });

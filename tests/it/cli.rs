@@ -117,7 +117,7 @@ fn validate_checks_model_and_plc() {
     let stdout = succeeded(&out);
     for expected in [
         "ok  config",
-        "ok  model surface-defect v1",
+        "ok  model surface-defect v2",
         "ok  source synthetic conveyor",
         "ok  plc simulated",
     ] {

@@ -545,3 +545,81 @@ fn train_refuses_bad_input_with_the_file_and_the_field() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_exported_from_reviews_trains_a_vision_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        "[trigger]\nkind = \"interval\"\ninterval_ms = 30\n[source]\nkind = \"synthetic\"\nseed = 12\n\
+         defect_fraction = 0.3\n[plc]\nkind = \"off\"\n[record]\nsave_passed_every = 1\n",
+    );
+    run(&config, Some(40)).await;
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let ana = inspection_station::users::add_user(
+        &conn,
+        "ana",
+        inspection_station::users::Role::Operator,
+        "long-enough",
+    )
+    .unwrap();
+    let parts: Vec<(String, String, Option<String>)> = conn
+        .prepare(
+            "SELECT part_id, verdict, truth FROM parts WHERE image_path IS NOT NULL ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let classes = config.web.defect_classes.clone();
+    // The operator confirms what each part is (its known truth).
+    for (part, _, truth) in &parts {
+        let truth = truth.as_deref().unwrap_or("good");
+        let review = inspection_station::review::NewReview {
+            label: if truth == "good" { "good" } else { "defect" }.into(),
+            defect_class: (truth != "good").then(|| truth.to_string()),
+            comment: String::new(),
+        };
+        inspection_station::review::add_review(&conn, part, ana, &review, &classes).unwrap();
+    }
+    let set = dir.path().join("set");
+    let cfg = dir.path().join("station.toml");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    succeeded(&cli(
+        &["dataset", "export", "-c", &s(&cfg), "--out", &s(&set)],
+        dir.path(),
+    ));
+    let models = dir.path().join("models");
+    let out = succeeded(&cli(
+        &[
+            "train",
+            "vision",
+            "--good",
+            &s(&set.join("good")),
+            "--defect",
+            &s(&set),
+            "--name",
+            "reviewed",
+            "--out",
+            &s(&models),
+            "--roi",
+            "32,32,256,256",
+            "--size",
+            "128",
+            "--design",
+            "gaussian",
+        ],
+        dir.path(),
+    ));
+    assert!(out.contains("trained reviewed v1"), "{out}");
+    let model = Model::load(&ModelConfig::at(models.join("reviewed")), None).unwrap();
+    let training = model.manifest.training.unwrap();
+    let good = parts
+        .iter()
+        .filter(|p| p.2.as_deref() == Some("good"))
+        .count();
+    assert_eq!(training.good_files, good);
+    assert_eq!(training.defect_files, parts.len() - good);
+    assert_eq!(training.roi, Some([32, 32, 256, 256]));
+}
