@@ -24,6 +24,26 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
         model.manifest.input.layout,
         model.info.threshold
     );
+    if let Some(registry) = &model.registry {
+        println!(
+            "ok  model registry {}: the active version; a promotion is taken up while running",
+            registry.display()
+        );
+    }
+    if let Some(dir) = &config.model.shadow_dir {
+        let shadow = Model::load(
+            &crate::config::ModelConfig::at(dir),
+            config.station.onnxruntime_path.as_deref(),
+        )?;
+        crate::model::shadow::check_compatible(&model, &shadow).map_err(anyhow::Error::msg)?;
+        println!(
+            "ok  shadow model {} v{} ({}; threshold {}): scored and recorded, never rejects",
+            shadow.info.name,
+            shadow.info.version,
+            shadow.dir.display(),
+            shadow.info.threshold
+        );
+    }
     let source = capture::open(&config.source).context("frame source")?;
     println!("ok  source {}", source.describe());
     if let Some(audio) = &config.audio {
