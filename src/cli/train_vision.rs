@@ -39,7 +39,7 @@ pub struct TrainVisionArgs {
     #[arg(long, default_value_t = 8)]
     filters: usize,
     /// Filter size in pixels (odd)
-    #[arg(long = "kernel", value_name = "PX", default_value_t = 7)]
+    #[arg(long = "kernel", value_name = "PX", default_value_t = 3)]
     kernel_px: usize,
     /// Memory bank size (patchcore)
     #[arg(long, default_value_t = 1024)]

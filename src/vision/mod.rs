@@ -106,7 +106,7 @@ impl TrainOptions {
             color: ColorOrder::Gray,
             roi: None,
             filters: 8,
-            kernel_px: 7,
+            kernel_px: 3,
             coreset: 1024,
             shrinkage: 0.05,
             holdout: 0.2,

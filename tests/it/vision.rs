@@ -104,7 +104,8 @@ fn a_model_trained_on_good_texture_crops_finds_the_drawn_defects() {
         // The evaluation is recorded in the manifest, the model file untouched.
         let loaded = Model::load(&ModelConfig::at(&model), None).unwrap();
         let metrics = loaded.manifest.metrics.unwrap();
-        assert_eq!(metrics["image_auroc"].as_float(), Some(auroc));
+        let recorded = metrics["image_auroc"].as_float().unwrap();
+        assert!((recorded - auroc).abs() < 1e-12, "{recorded} vs {auroc}");
         let training = loaded.manifest.training.unwrap();
         assert_eq!(training.design, "patchcore");
         assert_eq!(training.good_files, 200);
@@ -125,8 +126,8 @@ fn a_model_trained_on_good_texture_crops_finds_the_drawn_defects() {
             assert!(auroc >= 0.95, "{}", figures.join("; "));
         } else {
             // Grass and gravel hide thin defects among their own strokes and pebbles (docs/MODELS.md): a floor
-            // well above chance, to catch a regression.
-            assert!(auroc >= 0.6, "{}", figures.join("; "));
+            // well above chance, to catch a regression (0.78 and 0.85 when written).
+            assert!(auroc >= 0.7, "{}", figures.join("; "));
         }
     }
     eprintln!("texture set: {}", figures.join("; "));
