@@ -38,7 +38,15 @@ pub fn list(root: &Path) -> anyhow::Result<()> {
                         &m.sha256[..12.min(m.sha256.len())]
                     );
                 }
-                Err(e) => println!(" {mark} {:<6} unreadable manifest: {e}", v.version),
+                Err(e) => match crate::acoustic::AcousticModel::load(&v.dir, None) {
+                    Ok(a) => println!(
+                        " {mark} {:<6} threshold {:<10} acoustic model          sha256 {}",
+                        v.version,
+                        a.info.threshold,
+                        &a.info.sha256[..12.min(a.info.sha256.len())]
+                    ),
+                    Err(_) => println!(" {mark} {:<6} unreadable manifest: {e}", v.version),
+                },
             }
         }
         for line in registry::history(root, &name).iter().rev().take(3) {
@@ -52,12 +60,21 @@ pub fn promote(root: &Path, name: &str, version: &str) -> anyhow::Result<()> {
     // The version must load (manifest, sha256, ONNX contract) before it can be put in force.
     let dir = root.join(name).join(version);
     if dir.join("manifest.toml").exists() {
-        Model::load(&ModelConfig::at(&dir), None).map_err(|e| {
-            registry::RegistryError::Refused {
-                name: name.into(),
-                version: version.into(),
-                detail: e.to_string(),
-            }
+        let acoustic = std::fs::read_to_string(dir.join("manifest.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "kind = \"acoustic\""));
+        let checked = if acoustic {
+            crate::acoustic::AcousticModel::load(&dir, None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            Model::load(&ModelConfig::at(&dir), None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        checked.map_err(|detail| registry::RegistryError::Refused {
+            name: name.into(),
+            version: version.into(),
+            detail,
         })?;
     }
     let old = registry::promote(root, name, version, &who())?;
