@@ -71,8 +71,6 @@ pub enum PipelineError {
     Audio(AudioError),
     #[error("acoustic model {model}: {detail}")]
     AcousticMismatch { model: String, detail: String },
-    #[error("model.shadow_dir: {0}")]
-    Shadow(String),
 }
 
 /// Loads the acoustic model and opens the audio input. A missing or failing audio input is an error when the
@@ -149,9 +147,8 @@ pub async fn run(
     let info = model.info.clone();
     let shadow_model = match &config.model.shadow_dir {
         Some(dir) => {
-            let shadow_config = crate::config::ModelConfig::at(dir.clone());
-            let shadow = Model::load(&shadow_config, config.station.onnxruntime_path.as_deref())?;
-            model::shadow::check_compatible(&model, &shadow).map_err(PipelineError::Shadow)?;
+            let shadow =
+                model::shadow::load(dir, &model, config.station.onnxruntime_path.as_deref())?;
             tracing::info!(
                 "shadow model {} v{} (sha256 {}, threshold {}): scored and recorded, never drives the reject",
                 shadow.info.name,

@@ -264,17 +264,6 @@ pub fn save(
     Ok(dir)
 }
 
-/// The next free version number under `out/<name>/` ("1" when none).
-pub fn next_version(out: &Path, name: &str) -> String {
-    let highest = std::fs::read_dir(out.join(name))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    (highest + 1).to_string()
-}
-
 /// One part for the acoustic worker.
 pub struct AcousticJob {
     pub seq: Seq,

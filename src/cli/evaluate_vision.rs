@@ -190,32 +190,10 @@ fn score_all(
     items: &[Item],
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<(f32, Option<AnomalyMap>)>> {
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    let mut tensor = Vec::new();
-    for item in items {
-        bar.inc(1);
-        let image = match dataset::read_image(&item.path) {
-            Ok(i) => i,
-            Err(e) => {
-                bad.push(e);
-                continue;
-            }
-        };
-        if let Err(e) = pre.run(&image, &mut tensor) {
-            bad.push(format!("{}: {e}", item.path.display()));
-            continue;
-        }
-        let inference = model.infer(&tensor)?;
-        out.push((inference.score, inference.anomaly_map));
-    }
-    if !bad.is_empty() {
-        bail!(
-            "unreadable images, nothing was evaluated: {}",
-            bad.join("; ")
-        );
-    }
-    Ok(out)
+    dataset::tensors(items, pre, bar)?
+        .iter()
+        .map(|t| Ok(model.infer(t).map(|i| (i.score, i.anomaly_map))?))
+        .collect()
 }
 
 /// Pixel AUROC over every pixel of the good (all normal) and defect images, against the masks cropped to the

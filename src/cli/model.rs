@@ -60,9 +60,7 @@ pub fn promote(root: &Path, name: &str, version: &str) -> anyhow::Result<()> {
     // The version must load (manifest, sha256, ONNX contract) before it can be put in force.
     let dir = root.join(name).join(version);
     if dir.join("manifest.toml").exists() {
-        let acoustic = std::fs::read_to_string(dir.join("manifest.toml"))
-            .is_ok_and(|t| t.lines().any(|l| l.trim() == "kind = \"acoustic\""));
-        let checked = if acoustic {
+        let checked = if registry::is_acoustic(&dir) {
             crate::acoustic::AcousticModel::load(&dir, None)
                 .map(|_| ())
                 .map_err(|e| e.to_string())

@@ -75,7 +75,7 @@ pub fn train(args: &TrainAudioArgs) -> anyhow::Result<()> {
     let version = args
         .version
         .clone()
-        .unwrap_or_else(|| acoustic::next_version(&args.out, &args.name));
+        .unwrap_or_else(|| crate::model::registry::next_version(&args.out, &args.name));
     let mut manifest = AcousticManifest {
         kind: "acoustic".into(),
         name: args.name.clone(),

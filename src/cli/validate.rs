@@ -31,11 +31,8 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
         );
     }
     if let Some(dir) = &config.model.shadow_dir {
-        let shadow = Model::load(
-            &crate::config::ModelConfig::at(dir),
-            config.station.onnxruntime_path.as_deref(),
-        )?;
-        crate::model::shadow::check_compatible(&model, &shadow).map_err(anyhow::Error::msg)?;
+        let shadow =
+            crate::model::shadow::load(dir, &model, config.station.onnxruntime_path.as_deref())?;
         println!(
             "ok  shadow model {} v{} ({}; threshold {}): scored and recorded, never rejects",
             shadow.info.name,

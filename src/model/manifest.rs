@@ -178,6 +178,28 @@ impl ManifestFile {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
+    /// The manifest of a station-kind model: `[input]`, `[output]` and `[threshold]` as written, all required.
+    pub fn into_station(self) -> Result<Manifest, String> {
+        match (
+            self.input.clone(),
+            self.output.clone(),
+            self.threshold.clone(),
+        ) {
+            (Some(i), Some(o), Some(t)) => Ok(self.complete(ModelKind::Station, i, o, t)),
+            (i, o, t) => {
+                let missing: Vec<&str> = [("[input]", i.is_none()), ("[output]", o.is_none())]
+                    .into_iter()
+                    .chain([("[threshold]", t.is_none())])
+                    .filter_map(|(name, absent)| absent.then_some(name))
+                    .collect();
+                Err(format!(
+                    "missing {} (required unless kind = \"anomalib\")",
+                    missing.join(", ")
+                ))
+            }
+        }
+    }
+
     /// The complete manifest, with the given input/output/threshold filling in what the file leaves out.
     pub fn complete(
         self,
@@ -204,47 +226,9 @@ impl ManifestFile {
 impl Manifest {
     /// Reads a station-kind manifest and checks it on its own (not yet against the ONNX file).
     pub fn load_file(path: &Path) -> Result<Manifest, String> {
-        let file = ManifestFile::read(path)?;
-        let missing: Vec<&str> = [
-            ("[input]", file.input.is_none()),
-            ("[output]", file.output.is_none()),
-            ("[threshold]", file.threshold.is_none()),
-        ]
-        .into_iter()
-        .filter_map(|(name, absent)| absent.then_some(name))
-        .collect();
-        match (
-            file.input.clone(),
-            file.output.clone(),
-            file.threshold.clone(),
-        ) {
-            (Some(i), Some(o), Some(t)) => {
-                let kind = file.kind.unwrap_or_default();
-                let manifest = file.complete(kind, i, o, t);
-                manifest.check()?;
-                Ok(manifest)
-            }
-            _ => Err(format!(
-                "missing {} (required unless kind = \"anomalib\")",
-                missing.join(", ")
-            )),
-        }
-    }
-
-    /// The manifest as a file again (for rewriting its `[metrics]`).
-    pub fn to_file(&self) -> ManifestFile {
-        ManifestFile {
-            name: self.name.clone(),
-            version: self.version.clone(),
-            description: self.description.clone(),
-            kind: (self.kind != ModelKind::Station).then_some(self.kind),
-            sha256: self.sha256.clone(),
-            input: Some(self.input.clone()),
-            output: Some(self.output.clone()),
-            threshold: Some(self.threshold.clone()),
-            training: self.training.clone(),
-            metrics: self.metrics.clone(),
-        }
+        let manifest = ManifestFile::read(path)?.into_station()?;
+        manifest.check()?;
+        Ok(manifest)
     }
 
     /// Checks the manifest's fields on their own; returns every problem.

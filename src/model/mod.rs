@@ -219,19 +219,13 @@ fn complete_manifest(file: ManifestFile, session: &Session) -> Result<Manifest, 
         ModelKind::Station
     });
     if kind == ModelKind::Station {
-        return match (
-            file.input.clone(),
-            file.output.clone(),
-            file.threshold.clone(),
-        ) {
-            (Some(i), Some(o), Some(t)) => Ok(file.complete(kind, i, o, t)),
-            _ => Err(format!(
-                "[input], [output] and [threshold] are required unless kind = \"anomalib\" (the model's outputs {} \
-                 are not anomalib's {})",
+        return file.into_station().map_err(|e| {
+            format!(
+                "{e}; the model's outputs {} are not anomalib's {}",
                 names(outputs.iter().copied()),
                 names(ANOMALIB_OUTPUTS.iter().copied())
-            )),
-        };
+            )
+        });
     }
     let inputs = session.inputs();
     let input = inputs

@@ -133,6 +133,14 @@ pub fn versions(root: &Path, name: &str) -> Result<Vec<Version>, RegistryError> 
     Ok(out)
 }
 
+/// Whether a version folder holds an acoustic model (its manifest says `kind = "acoustic"`).
+pub fn is_acoustic(version_dir: &Path) -> bool {
+    std::fs::read_to_string(version_dir.join("manifest.toml"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.get("kind").and_then(|k| k.as_str()) == Some("acoustic"))
+}
+
 /// Names of the models under `root` (folders holding at least one version).
 pub fn names(root: &Path) -> Result<Vec<String>, RegistryError> {
     let entries = std::fs::read_dir(root).map_err(|e| io(root, e))?;

@@ -48,8 +48,22 @@ impl ShadowTap {
     }
 }
 
+/// Loads the shadow model of `[model] shadow_dir` and checks that it takes the active model's input.
+pub fn load(
+    dir: &std::path::Path,
+    active: &Model,
+    onnxruntime_path: Option<&std::path::Path>,
+) -> Result<Model, super::ModelError> {
+    let shadow = Model::load(&crate::config::ModelConfig::at(dir), onnxruntime_path)?;
+    check_compatible(active, &shadow).map_err(|detail| super::ModelError::Contract {
+        path: shadow.dir.join("model.onnx").display().to_string(),
+        detail,
+    })?;
+    Ok(shadow)
+}
+
 /// Checks that the shadow model takes the same input as the active one (it scores the same tensors).
-pub fn check_compatible(active: &Model, shadow: &Model) -> Result<(), String> {
+fn check_compatible(active: &Model, shadow: &Model) -> Result<(), String> {
     let (a, s) = (&active.manifest.input, &shadow.manifest.input);
     let same = a.shape == s.shape
         && a.layout == s.layout

@@ -21,7 +21,7 @@ pub enum DatasetError {
     Folder { path: String, detail: String },
     #[error("{0}: no images (expected .png, .jpg, .bmp or .tif files)")]
     Empty(String),
-    #[error("unreadable images, nothing was written: {0}")]
+    #[error("unreadable images (nothing was used): {0}")]
     Unreadable(String),
 }
 

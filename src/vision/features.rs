@@ -1,12 +1,13 @@
 //! The trained models' feature extractor: a filter bank learned on the station's own good images (PCA of image
 //! patches, PCANet-style, so nothing pretrained is needed), at two scales, turned into local texture energies.
 //!
-//! For each scale (the input as it is, and averaged down 4x): reflect padding, one local-mean filter and `K` PCA
-//! filters (`kernel` x `kernel`), the absolute responses averaged over a window, and their logarithm (energies are
-//! skewed; their logs are close to Gaussian). Both scales land on one grid of stride 4, so a feature vector of
-//! `2 (K + 1)` values describes each 4x4 cell of the input with its surroundings (about 8 and 40 pixels). The whole
-//! extractor is an ONNX graph ([`add_to_graph`]); training runs the same graph through ONNX Runtime, so the features
-//! a model learns from are exactly those it scores.
+//! The image is first standardised (mean 0, spread 1: lighting drifts do not count). Then for each scale (the input
+//! as it is, and averaged down 4x): reflect padding, one local-mean filter and `K` PCA filters (`kernel` x
+//! `kernel`), the absolute responses averaged over each 4x4 cell (at the coarse scale, over 3x3 of its cells), and
+//! their logarithm (energies are skewed; their logs are close to Gaussian). Both scales land on one grid of stride
+//! 4, so a feature vector of `2 (K + 1)` values describes each 4x4 cell of the input at two sizes (with the default
+//! 3 px filters, about 4 and 16 pixels). The whole extractor is an ONNX graph ([`add_to_graph`]); training runs the
+//! same graph through ONNX Runtime, so the features a model learns from are exactly those it scores.
 
 use crate::capture::synthetic::Rng;
 

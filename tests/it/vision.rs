@@ -494,23 +494,16 @@ fn train_refuses_bad_input_with_the_file_and_the_field() {
     .unwrap();
     let images = good.join("good");
     std::fs::write(images.join("broken.png"), b"not a png").unwrap();
-    let s = |p: &Path| p.to_string_lossy().into_owned();
     let models = dir.path().join("models");
-    let out = cli(
-        &[
-            "train",
-            "vision",
-            "--good",
-            &s(&images),
-            "--name",
-            "m",
-            "--out",
-            &s(&models),
-            "--size",
-            "64",
-        ],
-        dir.path(),
-    );
+    let train = |extra: &[&str]| {
+        let (images, models) = (images.to_string_lossy(), models.to_string_lossy());
+        let mut args = vec![
+            "train", "vision", "--good", &images, "--name", "m", "--out", &models,
+        ];
+        args.extend_from_slice(extra);
+        cli(&args, dir.path())
+    };
+    let out = train(&["--size", "64"]);
     assert_eq!(out.status.code(), Some(1));
     let line = stderr_line(&out);
     assert!(
@@ -522,23 +515,7 @@ fn train_refuses_bad_input_with_the_file_and_the_field() {
         "nothing is written when an image is unreadable"
     );
     std::fs::remove_file(images.join("broken.png")).unwrap();
-    let out = cli(
-        &[
-            "train",
-            "vision",
-            "--good",
-            &s(&images),
-            "--name",
-            "m",
-            "--out",
-            &s(&models),
-            "--size",
-            "100",
-            "--kernel",
-            "4",
-        ],
-        dir.path(),
-    );
+    let out = train(&["--size", "100", "--kernel", "4"]);
     assert_eq!(out.status.code(), Some(2));
     let line = stderr_line(&out);
     assert!(
