@@ -6,37 +6,12 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::metrics::Counters;
-use crate::model::ModelInfo;
-
-/// One part as the live page shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PartSummary {
-    pub part_id: String,
-    pub seq: u64,
-    pub decided_us: i64,
-    pub verdict: &'static str,
-    pub score: Option<f32>,
-    pub threshold: f32,
-    /// The recorded reasons (JSON array of `{"code": ...}`).
-    pub reasons: serde_json::Value,
-    /// Relative to the data folder, when the image was kept.
-    pub image_path: Option<String>,
-    pub latency_ms: f64,
-}
-
-/// What the line tells the live page.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LiveEvent {
-    /// A part was recorded.
-    Part(PartSummary),
-    /// The PLC received (or did not receive) a part's result.
-    Plc { part_id: String, delivered: bool },
-}
+use crate::part::ModelInfo;
+/// What the live page shows of each record: the record writer's own event ([`crate::store::Recorded`]).
+pub use crate::store::{PartSummary, Recorded as LiveEvent};
 
 /// Handles shared by the pipeline and the web server of one `station run`.
 #[derive(Clone)]

@@ -175,7 +175,7 @@ fn invert_spd(a: &[f64], n: usize) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::synthetic::Rng;
+    use crate::rng::Rng;
 
     #[test]
     fn inverse_times_matrix_is_identity() {

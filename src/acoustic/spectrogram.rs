@@ -9,6 +9,19 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use crate::audio::features::{Stft, db};
+use crate::part::record::Drawing;
+
+/// A rejected part's sound, to be drawn as a spectrogram by the record writer (off the line).
+pub struct Spectrogram {
+    pub samples: Vec<f32>,
+    pub sample_rate_hz: u32,
+}
+
+impl Drawing for Spectrogram {
+    fn draw(&self, _frame: Option<&Mat>) -> Result<Mat, String> {
+        image(&self.samples, self.sample_rate_hz).map_err(|e| e.to_string())
+    }
+}
 
 /// Draws the spectrogram of `samples` (about 5 ms segments, 75% overlap) as a BGR image at least 256 px tall.
 pub fn image(samples: &[f32], sample_rate_hz: u32) -> opencv::Result<Mat> {

@@ -402,7 +402,7 @@ impl Extractor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::synthetic::Rng;
+    use crate::rng::Rng;
 
     fn tone(freq_hz: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
         (0..n)

@@ -9,12 +9,12 @@
 //!
 //! [`features`] turns a slice into the spectra the acoustic model scores.
 
+pub mod config;
 pub mod cpal;
 pub mod features;
 pub mod synthetic;
 pub mod wav;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -22,37 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::part::Seq;
-
-/// Where the sound comes from (`[audio] kind`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum AudioSourceConfig {
-    /// A capture device through `cpal` (ALSA): by name, or the default input when `device` is `None`.
-    Microphone { device: Option<String> },
-    /// A WAV file replayed in real time (one long recording), or a folder of WAV files, one per part.
-    Wav { path: PathBuf, looping: bool },
-    /// The demo's synthetic machine sound; anomalous parts are a function of `(seed, part seq)`.
-    Synthetic(synthetic::SyntheticSoundParams),
-}
-
-/// The validated `[audio]` section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AudioConfig {
-    pub source: AudioSourceConfig,
-    pub sample_rate_hz: u32,
-    /// Channel taken from multi-channel input (0 = first).
-    pub channel: u16,
-    pub pre_ms: u64,
-    pub post_ms: u64,
-    /// The acoustic model folder (`manifest.toml` + `model.json`).
-    pub model_dir: PathBuf,
-    /// Overrides the model's threshold when set.
-    pub threshold: Option<f32>,
-    /// Without audio (no device, no model) the station refuses to start when true; otherwise it runs without the
-    /// acoustic score.
-    pub required: bool,
-    /// Seconds of audio the ring keeps.
-    pub ring_s: u64,
-}
+pub use config::{AudioConfig, AudioSourceConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {

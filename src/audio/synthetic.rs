@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{AudioError, AudioSource, PartHook, Ring, TruthHook, run_paced};
-use crate::capture::synthetic::Rng;
 use crate::part::Seq;
+use crate::rng::Rng;
 
 /// `[audio] kind = "synthetic"`.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 //! [`StageReport::Fault`] for that part, which the orchestrator rejects fail-safe; a grab that stalls is caught
 //! by the part's deadline. Neither crashes the worker nor skips a part.
 
+pub mod config;
 pub mod folder;
 pub mod synthetic;
 pub mod video;
@@ -18,8 +19,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::Sender;
 
-use crate::config::SourceConfig;
 use crate::part::{Frame, Job, Stage, StageReport};
+pub use config::SourceConfig;
 
 /// Why a source could not deliver a frame for a part.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use opencv::prelude::*;
 
 use super::{FrameError, FrameSource};
 use crate::part::Frame;
+use crate::rng::Rng;
 
 pub const FRAME_PX: i32 = 320;
 pub const PLATE_PX: i32 = 288;
@@ -62,38 +63,6 @@ pub struct SyntheticPart {
 impl SyntheticPart {
     pub fn truth(&self) -> &'static str {
         self.defect.map_or("good", DefectKind::name)
-    }
-}
-
-/// Small deterministic PRNG (SplitMix64): the demo must produce the same parts on every machine and version.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-    pub fn int(&mut self, lo: i32, hi_inclusive: i32) -> i32 {
-        lo + (self.unit() * f64::from(hi_inclusive - lo + 1)) as i32
-    }
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.unit().max(1e-12);
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
 

@@ -10,6 +10,22 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::AnomalyMap;
+use crate::part::record::Drawing;
+
+/// A rejected part's anomaly map, to be drawn over its kept frame by the record writer (off the line).
+pub struct HeatMap {
+    pub map: AnomalyMap,
+    /// The region of the frame the map covers (`None`: the whole frame).
+    pub roi: Option<Rect>,
+    pub threshold: f32,
+}
+
+impl Drawing for HeatMap {
+    fn draw(&self, frame: Option<&Mat>) -> Result<Mat, String> {
+        let frame = frame.ok_or("no frame to draw the heat map on")?;
+        overlay(frame, &self.map, self.roi, self.threshold).map_err(|e| e.to_string())
+    }
+}
 
 /// How strongly the colors cover the image inside the ROI.
 const OVERLAY_ALPHA: f64 = 0.5;

@@ -5,6 +5,7 @@
 //! refuses the model with a message naming the file and the field. The inference worker ([`run_worker`]) owns
 //! the session on its own thread and turns preprocessed jobs into scores.
 
+pub mod config;
 pub mod heatmap;
 pub mod manifest;
 pub mod registry;
@@ -22,8 +23,10 @@ use ort::value::{TensorElementType, TensorRef};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::Sender;
 
-use crate::config::ModelConfig;
+use crate::part::switch::Pending;
+pub use crate::part::{AnomalyMap, Inference, ModelInfo};
 use crate::part::{Job, Stage, StageReport};
+pub use config::ModelConfig;
 pub use manifest::Manifest;
 use manifest::{ColorOrder, InputSpec, Layout, ManifestFile, ModelKind, OutputSpec, ThresholdSpec};
 
@@ -54,32 +57,6 @@ pub enum ModelError {
     Registry(#[from] registry::RegistryError),
     #[error("inference failed: {0}")]
     Run(String),
-}
-
-/// What the model says about one image.
-#[derive(Debug, Clone)]
-pub struct Inference {
-    pub score: f32,
-    /// Anomaly map, row-major, when the model provides one.
-    pub anomaly_map: Option<AnomalyMap>,
-}
-
-/// A per-pixel anomaly map over the model's input (the preprocessed ROI), in score units.
-#[derive(Debug, Clone)]
-pub struct AnomalyMap {
-    pub width: usize,
-    pub height: usize,
-    pub values: Vec<f32>,
-}
-
-/// Identity of the model that judged a part, recorded with every verdict.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub version: String,
-    pub sha256: String,
-    /// The threshold in force (the manifest's, or the config's override).
-    pub threshold: f32,
 }
 
 /// A loaded, checked model.
@@ -345,7 +322,7 @@ pub fn run_worker(
     jobs: Receiver<Job>,
     reports: Sender<StageReport>,
     done: Arc<AtomicU64>,
-    mut recipe: crate::recipe::Pending<Model>,
+    mut recipe: Pending<Model>,
     shadow: Option<shadow::ShadowTap>,
 ) {
     while let Ok(mut job) = jobs.recv() {

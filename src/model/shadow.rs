@@ -8,25 +8,15 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use tokio::sync::mpsc::Sender;
 
-use super::{Model, ModelInfo};
+use super::Model;
 use crate::metrics::{Counters, bump};
-use crate::part::Seq;
-use crate::store::StoreMsg;
+use crate::part::record::{RecordMsg, ShadowScore};
+use crate::part::{Seq, part_id};
 
 /// One part's tensor for the shadow model.
 pub struct ShadowJob {
     pub seq: Seq,
     pub tensor: Vec<f32>,
-}
-
-/// The shadow model's judgement of one part, as recorded.
-#[derive(Debug, Clone)]
-pub struct ShadowScore {
-    pub part_id: String,
-    pub model: ModelInfo,
-    /// The score, or why the shadow model could not score the part.
-    pub score: Result<f32, String>,
-    pub scored_us: i64,
 }
 
 /// The inference worker's end: hands each tensor over without waiting.
@@ -54,7 +44,7 @@ pub fn load(
     active: &Model,
     onnxruntime_path: Option<&std::path::Path>,
 ) -> Result<Model, super::ModelError> {
-    let shadow = Model::load(&crate::config::ModelConfig::at(dir), onnxruntime_path)?;
+    let shadow = Model::load(&super::ModelConfig::at(dir), onnxruntime_path)?;
     check_compatible(active, &shadow).map_err(|detail| super::ModelError::Contract {
         path: shadow.dir.join("model.onnx").display().to_string(),
         detail,
@@ -94,11 +84,11 @@ fn check_compatible(active: &Model, shadow: &Model) -> Result<(), String> {
     }
 }
 
-/// Body of the shadow thread: scores each tensor and sends the score to the record writer.
+/// Body of the shadow thread: scores each tensor and sends the score to the records channel it is given.
 pub fn run_worker(
     mut model: Model,
     jobs: Receiver<ShadowJob>,
-    store: Sender<StoreMsg>,
+    records: Sender<RecordMsg>,
     run_id: i64,
     counters: Arc<Counters>,
 ) {
@@ -118,12 +108,12 @@ pub fn run_worker(
         };
         bump(&counters.shadow_scored);
         let record = ShadowScore {
-            part_id: format!("{run_id}-{:06}", job.seq),
+            part_id: part_id(run_id, job.seq),
             model: model.info.clone(),
             score,
             scored_us: clock.now_us(),
         };
-        if store.blocking_send(StoreMsg::Shadow(record)).is_err() {
+        if records.blocking_send(RecordMsg::Shadow(record)).is_err() {
             return;
         }
     }

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::config::RejectTiming;
+use super::config::RejectTiming;
 use crate::part::Seq;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -31,6 +31,7 @@ use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::task::JoinHandle;
 use tokio_modbus::client::{Reader, Writer};
 
+use super::config::{PlcConfig, PlcLink, RejectTiming};
 use super::gate::{AtGate, Gate, OnVerdict};
 use super::map::{COMMAND_LEN, Commands, Fault, STATUS_LEN, Status, command, status};
 use super::server::{Memory, ModbusServer, WriteGuard};
@@ -38,12 +39,12 @@ use super::sim::{SimPlc, image_size};
 use super::status::{PlcStatus, SharedStatus};
 use super::{Endpoint, Link, PlcMsg, PlcTag, call};
 use crate::clock::Clock;
-use crate::config::{PlcConfig, PlcInputKind, PlcLink, RejectTiming, TriggerConfig};
 use crate::decision::ResultCode;
 use crate::metrics::{Counters, bump};
 use crate::part::Seq;
-use crate::store::{PlcOutcome, StoreMsg};
-use crate::trigger::TriggerEvent;
+use crate::part::TriggerEvent;
+use crate::part::record::{PlcOutcome, RecordMsg};
+use crate::trigger::{PlcInputKind, TriggerConfig};
 
 /// Parts remembered at most (a part whose verdict never comes is forgotten after this many newer ones).
 const PARTS_KEPT: usize = 65_536;
@@ -82,7 +83,7 @@ pub async fn start(
     queue_depth: usize,
     counters: Arc<Counters>,
     clock: Clock,
-    store: Sender<StoreMsg>,
+    store: Sender<RecordMsg>,
 ) -> std::io::Result<Option<PlcHandle>> {
     let mut config = config.clone();
     let input = match trigger {
@@ -245,7 +246,7 @@ struct Handshake {
     known_recipes: Vec<u16>,
     /// The recipe number last asked for by the PLC (0: none).
     requested_recipe: u16,
-    store: Sender<StoreMsg>,
+    store: Sender<RecordMsg>,
     counters: Arc<Counters>,
     clock: Clock,
     shared: SharedStatus,
@@ -809,7 +810,7 @@ impl Handshake {
 
     async fn record(&mut self, part: Part) {
         if part.late_at_gate {
-            let msg = StoreMsg::Actuated {
+            let msg = RecordMsg::Actuated {
                 part_id: part.record.clone(),
                 outcome: PlcOutcome::RejectedAtGate {
                     detail: "no verdict when the part reached the reject gate: rejected fail-safe"
@@ -834,7 +835,7 @@ impl Handshake {
                 }
             }
         };
-        let msg = StoreMsg::Actuated {
+        let msg = RecordMsg::Actuated {
             part_id: part.record,
             outcome,
         };

@@ -11,6 +11,7 @@
 //! re-opened with exponential backoff (`reconnect_min_ms` .. `reconnect_max_ms`), the outage logged once and
 //! counted.
 
+pub mod config;
 pub mod gate;
 pub mod handshake;
 pub mod map;
@@ -27,10 +28,11 @@ use tokio::time::timeout;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::{Slave, rtu, tcp};
 
-use crate::config::{Parity, PlcConfig, PlcLink, RtuConfig};
 use crate::decision::ResultCode;
 use crate::metrics::{Counters, bump};
+pub use crate::part::PlcTag;
 use crate::part::Seq;
+pub use config::{Parity, PlcConfig, PlcLink, RejectTiming, RtuConfig};
 
 pub use handshake::{PlcHandle, PlcInfo, start};
 
@@ -41,15 +43,6 @@ pub struct PlcJob {
     pub seq: u64,
     pub code: ResultCode,
     pub reject: bool,
-}
-
-/// What the PLC gave with a trigger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlcTag {
-    /// Part ID from the command block (32 bits).
-    pub part_id: u32,
-    /// Encoder count at the trigger.
-    pub encoder: u32,
 }
 
 /// What the orchestrator tells the PLC task, in part order.

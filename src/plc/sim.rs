@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::config::PlcConfig;
 use super::map::{COMMAND_LEN, STATUS_LEN, command, status};
 use super::server::{Memory, ModbusServer, lock};
-use crate::config::PlcConfig;
 
 /// A running simulated PLC; stops when dropped.
 pub struct SimPlc {

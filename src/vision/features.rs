@@ -9,7 +9,7 @@
 //! 3 px filters, about 4 and 16 pixels). The whole extractor is an ONNX graph ([`add_to_graph`]); training runs the
 //! same graph through ONNX Runtime, so the features a model learns from are exactly those it scores.
 
-use crate::capture::synthetic::Rng;
+use crate::rng::Rng;
 
 use super::onnx::{Attr, Graph};
 

@@ -9,7 +9,7 @@
 //!
 //! All three maps are smoothed (Gaussian, sigma 1 cell) before the image score, the map's maximum, is taken.
 
-use crate::capture::synthetic::Rng;
+use crate::rng::Rng;
 
 use super::linalg;
 use super::onnx::{Attr, Graph};

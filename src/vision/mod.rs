@@ -29,12 +29,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::config::{ModelConfig, PreprocessConfig, Roi};
+use crate::model::ModelConfig;
 use crate::model::manifest::{
     ColorOrder, InputSpec, Layout, ManifestFile, OutputSpec, ThresholdSpec, Training,
 };
 use crate::model::{Model, registry, runtime, sha256_hex};
 use crate::preprocess::Preprocessor;
+use crate::preprocess::{PreprocessConfig, Roi};
 use dataset::Item;
 use features::FeatureParams;
 pub use heads::Design;

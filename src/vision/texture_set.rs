@@ -22,7 +22,7 @@ use opencv::imgcodecs;
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use crate::capture::synthetic::Rng;
+use crate::rng::Rng;
 
 pub const CLASSES: [&str; 4] = ["scratch", "spot", "crack", "stain"];
 

@@ -9,6 +9,7 @@
 //! state-changing one also needs the session's CSRF token. See docs/API.md.
 
 pub mod auth;
+pub mod config;
 pub mod images;
 pub mod models;
 pub mod parts;
@@ -26,9 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::config::WebConfig;
 use crate::live::LineTap;
 use crate::review::{Db, ReviewError};
+pub use config::WebConfig;
 
 /// What every handler can reach.
 #[derive(Clone)]

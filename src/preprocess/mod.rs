@@ -15,9 +15,12 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use tokio::sync::mpsc::Sender;
 
-use crate::config::PreprocessConfig;
+pub mod config;
+
 use crate::model::manifest::{ColorOrder, InputSpec, Layout};
+use crate::part::switch::Pending;
 use crate::part::{Job, Stage, StageReport};
+pub use config::{PreprocessConfig, Roi};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
@@ -151,7 +154,7 @@ pub fn run_worker(
     next: SyncSender<Job>,
     reports: Sender<StageReport>,
     done: Arc<AtomicU64>,
-    mut recipe: crate::recipe::Pending<Preprocessor>,
+    mut recipe: Pending<Preprocessor>,
 ) {
     while let Ok(mut job) = jobs.recv() {
         if let Some(switched) = recipe.due(job.seq) {
@@ -192,8 +195,8 @@ pub fn run_worker(
 
 #[cfg(test)]
 mod tests {
+    use super::Roi;
     use super::*;
-    use crate::config::Roi;
     use opencv::core::{Scalar, Vec3b};
 
     fn spec(color: ColorOrder, layout: Layout, w: i64, h: i64) -> InputSpec {

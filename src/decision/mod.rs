@@ -4,25 +4,14 @@
 //! verdict rejects fail-safe: a frame fault, a model error, a missed deadline, an overloaded pipeline, or a result
 //! the PLC never received. The result code sent to the PLC says which kind of reject it was.
 
+pub mod config;
+
 use serde::Serialize;
 
+pub use config::DecisionConfig;
+
 use crate::part::Stage;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Verdict {
-    Pass,
-    Reject,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "PASS",
-            Verdict::Reject => "REJECT",
-        }
-    }
-}
+pub use crate::part::record::Verdict;
 
 /// Result code written to the PLC's result register (the same codes the full PLC handshake uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

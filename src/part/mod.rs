@@ -1,15 +1,34 @@
-//! The part as it travels down the pipeline: the job handed from stage to stage, the per-stage timestamps, and
-//! what the CPU stages report back to the orchestrator. Only a part's sequence number and its owned frame move
-//! between threads; nothing is shared.
+//! The ground floor: the types that travel with a part, shared by every stage. This module imports nothing from
+//! the crate; every stage may import it.
+//!
+//! - here: the part's number ([`Seq`]) and its id ([`part_id`], the one place its format is written), the job
+//!   handed from stage to stage, the per-stage timestamps, and what the CPU stages report to the orchestrator;
+//! - [`inference`]: what a model says about a part and which model said it;
+//! - [`trigger`]: the event that says a part is here, with what the PLC gave with it;
+//! - [`record`]: what is recorded about a part, and the messages every stage sends to the record writer;
+//! - [`switch`]: a value (a recipe's model or preprocessor) that takes effect from part N on.
+//!
+//! Only a part's sequence number and its owned frame move between threads; nothing is shared.
+
+pub mod inference;
+pub mod record;
+pub mod switch;
+pub mod trigger;
 
 use std::time::Instant;
 
 use opencv::core::Mat;
 
-use crate::model::Inference;
+pub use inference::{AnomalyMap, Inference, ModelInfo};
+pub use trigger::{PlcTag, TriggerEvent};
 
 /// Position of a part in this run's trigger order (1, 2, 3, ...).
 pub type Seq = u64;
+
+/// The station's id of part `seq` of run `run_id`: `<run>-<seq, 6 digits>` (`12-000042`).
+pub fn part_id(run_id: i64, seq: Seq) -> String {
+    format!("{run_id}-{seq:06}")
+}
 
 /// The stages a part passes on the CPU side, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +57,7 @@ pub struct Frame {
     /// The region of the image the model saw (set by preprocess; `None`: the whole image).
     pub roi: Option<opencv::core::Rect>,
     /// The model's anomaly map of the ROI (set by inference when the model provides one).
-    pub anomaly_map: Option<crate::model::AnomalyMap>,
+    pub anomaly_map: Option<AnomalyMap>,
 }
 
 /// When the part reached each stage (monotonic).

@@ -13,10 +13,15 @@ use std::path::{Path, PathBuf};
 use opencv::core::{Mat, Vector};
 use opencv::imgcodecs;
 use rusqlite::{Connection, params};
+use serde::Serialize;
 use tokio::sync::mpsc::Receiver;
 
-use crate::decision::Verdict;
-use crate::model::ModelInfo;
+pub mod config;
+
+use crate::part::record::Drawing;
+pub use config::RecordConfig;
+
+pub use crate::part::record::{AcousticRecord, PartRecord, PlcOutcome, RecordMsg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,72 +37,6 @@ pub enum StoreError {
     },
 }
 
-/// Everything recorded about one part at its verdict.
-pub struct PartRecord {
-    pub part_id: String,
-    pub seq: u64,
-    pub origin: String,
-    pub truth: Option<String>,
-    pub triggered_us: i64,
-    pub captured_us: Option<i64>,
-    pub preprocessed_us: Option<i64>,
-    pub inferred_us: Option<i64>,
-    pub decided_us: i64,
-    pub score: Option<f32>,
-    pub verdict: Verdict,
-    pub reasons_json: String,
-    pub result_code: u16,
-    pub model: ModelInfo,
-    /// Whether a PLC will be told (`pending`) or not (`off`).
-    pub plc_status: &'static str,
-    /// The frame to keep, for rejected and sampled passed parts.
-    pub image: Option<Mat>,
-    /// A rejected part's anomaly map and the ROI it covers, drawn over the frame as `<part>.heat.png`.
-    pub heatmap: Option<(crate::model::AnomalyMap, Option<opencv::core::Rect>)>,
-    /// Filled in by the writer once the heat map is saved.
-    pub heatmap_path: Option<String>,
-    /// The acoustic judgement, when the station listens.
-    pub acoustic: Option<AcousticRecord>,
-}
-
-/// What the acoustic stage recorded about a part.
-pub struct AcousticRecord {
-    /// None when the sound could not be scored (the reason says why).
-    pub score: Option<f32>,
-    pub model: ModelInfo,
-    /// The known truth of the part's sound (synthetic sound): `normal` or the anomaly.
-    pub truth: Option<String>,
-    /// The part's sound, drawn as a spectrogram beside the frame (rejected parts), and its sample rate.
-    pub sound: Option<(Vec<f32>, u32)>,
-    /// Filled in by the writer once the spectrogram is saved.
-    pub spectrogram_path: Option<String>,
-}
-
-/// What the PLC stage reports back for a part.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PlcOutcome {
-    Delivered {
-        actuated_us: i64,
-    },
-    Undelivered {
-        detail: String,
-    },
-    /// The part reached the reject gate before its verdict and was rejected fail-safe there.
-    RejectedAtGate {
-        detail: String,
-    },
-}
-
-pub enum StoreMsg {
-    Insert(Box<PartRecord>),
-    /// A shadow model's score of a part (never part of the verdict).
-    Shadow(crate::model::shadow::ShadowScore),
-    Actuated {
-        part_id: String,
-        outcome: PlcOutcome,
-    },
-}
-
 /// The open database and image folder of one run.
 pub struct Store {
     conn: Connection,
@@ -107,8 +46,8 @@ pub struct Store {
     pub run_id: i64,
     pub written: u64,
     pub write_errors: u64,
-    /// Told about every part written (the live review page).
-    pub live: Option<tokio::sync::broadcast::Sender<crate::live::LiveEvent>>,
+    /// Told about every part written (the live review page listens here).
+    pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
 
 const SCHEMA_V1: &str = "
@@ -282,7 +221,7 @@ impl Store {
             run_id,
             written: 0,
             write_errors: 0,
-            live: None,
+            notify: None,
         })
     }
 
@@ -291,53 +230,29 @@ impl Store {
     }
 
     /// Writes a batch in one transaction. Images are written first so a row never points at a missing file.
-    fn write_batch(&mut self, batch: Vec<StoreMsg>) {
+    fn write_batch(&mut self, batch: Vec<RecordMsg>) {
         let mut rows = Vec::with_capacity(batch.len());
         for msg in batch {
             match msg {
-                StoreMsg::Insert(mut record) => {
+                RecordMsg::Insert(mut record) => {
                     let image = record.image.take();
                     let image_path = image
                         .as_ref()
                         .and_then(|img| self.save_image(&record.part_id, img));
-                    record.heatmap_path = match (&image_path, &image, record.heatmap.take()) {
-                        (Some(_), Some(img), Some((map, roi))) => {
-                            match crate::model::heatmap::overlay(
-                                img,
-                                &map,
-                                roi,
-                                record.model.threshold,
-                            ) {
-                                Ok(heat) => {
-                                    self.save_image(&format!("{}.heat", record.part_id), &heat)
-                                }
-                                Err(e) => {
-                                    tracing::error!(
-                                        "part {}: cannot draw the heat map: {e}",
-                                        record.part_id
-                                    );
-                                    None
-                                }
-                            }
+                    let name = format!("{}.heat", record.part_id);
+                    record.heatmap_path = match (&image_path, record.heatmap.take()) {
+                        (Some(_), Some(drawing)) => {
+                            self.save_drawing(&name, &*drawing, image.as_ref())
                         }
                         _ => None,
                     };
                     if let Some(a) = record.acoustic.as_mut() {
                         let name = format!("{}.spectrogram", record.part_id);
-                        a.spectrogram_path = a.sound.take().and_then(|(samples, rate)| {
-                            match crate::acoustic::spectrogram::image(&samples, rate) {
-                                Ok(img) => self.save_image(&name, &img),
-                                Err(e) => {
-                                    tracing::error!(
-                                        "part {}: cannot draw the spectrogram: {e}",
-                                        record.part_id
-                                    );
-                                    None
-                                }
-                            }
+                        a.spectrogram_path = a.spectrogram.take().and_then(|drawing| {
+                            self.save_drawing(&name, &*drawing, image.as_ref())
                         });
                     }
-                    rows.push((StoreMsg::Insert(record), image_path));
+                    rows.push((RecordMsg::Insert(record), image_path));
                 }
                 other => rows.push((other, None)),
             }
@@ -349,12 +264,29 @@ impl Store {
                 self.db_path.display(),
                 rows.len()
             );
-        } else if let Some(live) = &self.live {
+        } else if let Some(notify) = &self.notify {
             for (msg, image_path) in rows {
                 // An error only means that no page is listening.
-                if let Some(event) = live_event(msg, image_path) {
-                    let _ = live.send(event);
+                if let Some(event) = recorded(msg, image_path) {
+                    let _ = notify.send(event);
                 }
+            }
+        }
+    }
+
+    /// Draws an image of the part (heat map, spectrogram) and saves it as `<name>.png`; a failed drawing is
+    /// logged and leaves no file.
+    fn save_drawing(
+        &mut self,
+        name: &str,
+        drawing: &dyn Drawing,
+        frame: Option<&Mat>,
+    ) -> Option<String> {
+        match drawing.draw(frame) {
+            Ok(image) => self.save_image(name, &image),
+            Err(e) => {
+                tracing::error!("{name}: cannot draw it: {e}");
+                None
             }
         }
     }
@@ -380,7 +312,7 @@ impl Store {
         }
     }
 
-    fn insert_rows(&mut self, rows: &[(StoreMsg, Option<String>)]) -> rusqlite::Result<()> {
+    fn insert_rows(&mut self, rows: &[(RecordMsg, Option<String>)]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -413,7 +345,7 @@ impl Store {
             )?;
             for (msg, image_path) in rows {
                 match msg {
-                    StoreMsg::Shadow(s) => {
+                    RecordMsg::Shadow(s) => {
                         shadow.execute(params![
                             s.part_id,
                             s.model.name,
@@ -425,7 +357,7 @@ impl Store {
                             s.scored_us,
                         ])?;
                     }
-                    StoreMsg::Insert(r) => {
+                    RecordMsg::Insert(r) => {
                         insert.execute(params![
                             r.part_id,
                             self.run_id,
@@ -462,7 +394,7 @@ impl Store {
                             ])?;
                         }
                     }
-                    StoreMsg::Actuated { part_id, outcome } => match outcome {
+                    RecordMsg::Actuated { part_id, outcome } => match outcome {
                         PlcOutcome::Delivered { actuated_us } => {
                             delivered.execute(params![part_id, actuated_us])?;
                         }
@@ -496,10 +428,35 @@ impl Store {
     }
 }
 
-fn live_event(msg: StoreMsg, image_path: Option<String>) -> Option<crate::live::LiveEvent> {
-    use crate::live::{LiveEvent, PartSummary};
+/// One part as the writer recorded it, for whoever listens (the live review page).
+#[derive(Debug, Clone, Serialize)]
+pub struct PartSummary {
+    pub part_id: String,
+    pub seq: u64,
+    pub decided_us: i64,
+    pub verdict: &'static str,
+    pub score: Option<f32>,
+    pub threshold: f32,
+    /// The recorded reasons (JSON array of `{"code": ...}`).
+    pub reasons: serde_json::Value,
+    /// Relative to the data folder, when the image was kept.
+    pub image_path: Option<String>,
+    pub latency_ms: f64,
+}
+
+/// What the writer tells its listeners once a batch is written.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Recorded {
+    /// A part was recorded.
+    Part(PartSummary),
+    /// The PLC received (or did not receive) a part's result.
+    Plc { part_id: String, delivered: bool },
+}
+
+fn recorded(msg: RecordMsg, image_path: Option<String>) -> Option<Recorded> {
     Some(match msg {
-        StoreMsg::Insert(r) => LiveEvent::Part(PartSummary {
+        RecordMsg::Insert(r) => Recorded::Part(PartSummary {
             seq: r.seq,
             decided_us: r.decided_us,
             verdict: r.verdict.as_str(),
@@ -510,16 +467,16 @@ fn live_event(msg: StoreMsg, image_path: Option<String>) -> Option<crate::live::
             latency_ms: (r.decided_us - r.triggered_us) as f64 / 1e3,
             part_id: r.part_id,
         }),
-        StoreMsg::Actuated { part_id, outcome } => LiveEvent::Plc {
+        RecordMsg::Actuated { part_id, outcome } => Recorded::Plc {
             part_id,
             delivered: matches!(outcome, PlcOutcome::Delivered { .. }),
         },
-        StoreMsg::Shadow(_) => return None,
+        RecordMsg::Shadow(_) => return None,
     })
 }
 
 /// The writer task: batches messages until the channel closes, then closes the run. Returns the store.
-pub async fn run_writer(mut store: Store, mut rx: Receiver<StoreMsg>) -> Store {
+pub async fn run_writer(mut store: Store, mut rx: Receiver<RecordMsg>) -> Store {
     const BATCH: usize = 256;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];

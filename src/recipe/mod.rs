@@ -6,13 +6,15 @@
 //! the orchestrator judges and records each part with the model info (threshold) of the recipe its number
 //! falls under. Parts triggered before the switch finish with the old recipe.
 
-use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
 
-use crate::config::{Config, RecipeConfig};
-use crate::model::{Model, ModelError};
+pub mod config;
+
+use crate::model::{Model, ModelConfig, ModelError};
 use crate::part::Seq;
 use crate::preprocess::Preprocessor;
+pub use config::RecipeConfig;
 
 /// A loaded recipe, ready to switch to.
 pub struct Loaded {
@@ -38,15 +40,14 @@ pub type LoadResult = Result<Loaded, (u16, String)>;
 /// Starts the loader task: loads each recipe number the PLC asks for (`requests`, from the PLC handshake) on the
 /// blocking pool and hands it to the orchestrator. Without requests the channel simply stays empty.
 pub fn start_loader(
-    config: &Config,
+    recipes: Vec<RecipeConfig>,
+    ort: Option<PathBuf>,
     requests: Option<tokio::sync::mpsc::Receiver<u16>>,
 ) -> tokio::sync::mpsc::Receiver<LoadResult> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let Some(mut requests) = requests else {
         return rx;
     };
-    let recipes = config.recipes.clone();
-    let ort = config.station.onnxruntime_path.clone();
     tokio::spawn(async move {
         while let Some(number) = requests.recv().await {
             let Some(recipe) = recipes.iter().find(|r| r.number == number).cloned() else {
@@ -69,21 +70,21 @@ pub fn start_loader(
 /// How often a running line looks at its registry's `active` file.
 pub const REGISTRY_POLL_MS: u64 = 250;
 
-/// Starts the registry watcher when `[model] dir` is a registry name folder: each time its `active` file names
+/// Starts the registry watcher when `[model] dir` is a registry name folder (`base`: the configured model and
+/// preprocessing as recipe 0): each time its `active` file names
 /// another version, that version is loaded off the line (checked against its manifest like any model) and handed
 /// to the orchestrator, which swaps it in between two parts. A version that cannot be loaded is refused with
 /// the reason, and the line keeps its model; it is tried again only when `active` changes again.
 pub fn watch_registry(
-    config: &Config,
-    registry: Option<std::path::PathBuf>,
+    base: RecipeConfig,
+    ort: Option<PathBuf>,
+    registry: Option<PathBuf>,
     running: String,
 ) -> tokio::sync::mpsc::Receiver<Loaded> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let Some(registry) = registry else {
         return rx;
     };
-    let (model, preprocess) = (config.model.clone(), config.preprocess.clone());
-    let ort = config.station.onnxruntime_path.clone();
     tokio::spawn(async move {
         let mut seen = running;
         let mut poll = tokio::time::interval(std::time::Duration::from_millis(REGISTRY_POLL_MS));
@@ -103,12 +104,11 @@ pub fn watch_registry(
             };
             seen = active.clone();
             let recipe = RecipeConfig {
-                number: 0,
-                model: crate::config::ModelConfig {
+                model: ModelConfig {
                     dir: registry.join(&active),
-                    ..model.clone()
+                    ..base.model.clone()
                 },
-                preprocess: preprocess.clone(),
+                ..base.clone()
             };
             let ort = ort.clone();
             tracing::info!("model registry: version {active} promoted; loading it");
@@ -132,29 +132,4 @@ pub fn watch_registry(
 pub struct Switches {
     pub preprocess: Sender<(Seq, Preprocessor)>,
     pub inference: Sender<(Seq, Model)>,
-}
-
-/// A worker's end: what to apply, from which part on.
-pub struct Pending<T> {
-    rx: Receiver<(Seq, T)>,
-    queued: std::collections::VecDeque<(Seq, T)>,
-}
-
-impl<T> Pending<T> {
-    pub fn new(rx: Receiver<(Seq, T)>) -> Self {
-        Pending {
-            rx,
-            queued: Default::default(),
-        }
-    }
-
-    /// The newest switch due at part `seq`, if any (called by the worker before each part).
-    pub fn due(&mut self, seq: Seq) -> Option<T> {
-        self.queued.extend(self.rx.try_iter());
-        let mut due = None;
-        while self.queued.front().is_some_and(|(from, _)| *from <= seq) {
-            due = self.queued.pop_front().map(|(_, t)| t);
-        }
-        due
-    }
 }

@@ -1,7 +1,7 @@
 //! Triggers: the event that says "a part is here, inspect it".
 //!
 //! - `interval`: free-running, one part every `interval_ms` (the demo's conveyor);
-//! - `plc`: the PLC's trigger bit, watched by the PLC handshake task ([`crate::plc::handshake`]): the command
+//! - `plc`: the PLC's trigger bit, watched by the PLC handshake task (`plc/handshake.rs`): the command
 //!   word's trigger bit (with the part ID and encoder count read in the same request), or a legacy coil /
 //!   discrete input; only a rising edge fires, so a trigger held high never re-fires, not even across a link
 //!   outage. A trigger the handshake refused (busy) still reaches the line, marked, to be recorded and rejected;
@@ -11,7 +11,7 @@
 //! or (for replay) when the source is exhausted. Its end closes the channel, which starts the pipeline's drain.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,29 +19,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::TriggerConfig;
-use crate::plc::PlcTag;
+pub mod config;
 
-/// A part arrived.
-#[derive(Debug, Clone, Copy)]
-pub struct TriggerEvent {
-    pub at: Instant,
-    /// Part ID and encoder count, when the PLC triggered.
-    pub tag: Option<PlcTag>,
-    /// The PLC handshake refused this trigger (busy): the part is rejected without inspection.
-    pub refused: bool,
-}
-
-impl TriggerEvent {
-    /// A trigger of the station's own (interval, HTTP).
-    pub fn now() -> TriggerEvent {
-        TriggerEvent {
-            at: Instant::now(),
-            tag: None,
-            refused: false,
-        }
-    }
-}
+pub use crate::part::TriggerEvent;
+pub use config::{PlcInputKind, TriggerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -64,7 +45,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// `plc_triggers`: the PLC handshake's trigger channel ([`crate::plc::PlcHandle::triggers`]).
+    /// `plc_triggers`: the PLC handshake's trigger channel (the PLC handle's `triggers`).
     pub async fn bind(
         config: &TriggerConfig,
         plc_triggers: Option<mpsc::Receiver<TriggerEvent>>,

@@ -1,0 +1,86 @@
+//! `[source]`: where the frames come from. Parsed into [`RawSource`], validated into [`SourceConfig`].
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::synthetic::SyntheticParams;
+use crate::problems::Problems;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    kind: Option<String>,
+    seed: Option<u64>,
+    defect_fraction: Option<f64>,
+    path: Option<PathBuf>,
+    #[serde(rename = "loop")]
+    looping: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    Synthetic(SyntheticParams),
+    Folder { path: PathBuf, looping: bool },
+    Video { path: PathBuf, looping: bool },
+}
+
+pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
+    let kind = raw.kind.as_deref().unwrap_or("synthetic");
+    match kind {
+        "synthetic" => {
+            p.unused(
+                "source",
+                kind,
+                &[
+                    ("path", raw.path.is_some()),
+                    ("loop", raw.looping.is_some()),
+                ],
+            );
+            let defect_fraction = raw.defect_fraction.unwrap_or(0.2);
+            if !(0.0..=1.0).contains(&defect_fraction) {
+                p.problem(
+                    "source.defect_fraction",
+                    format!("expected a fraction between 0 and 1, got {defect_fraction}"),
+                );
+            }
+            SourceConfig::Synthetic(SyntheticParams {
+                seed: raw.seed.unwrap_or(1),
+                defect_fraction,
+            })
+        }
+        "folder" | "video" => {
+            p.unused(
+                "source",
+                kind,
+                &[
+                    ("seed", raw.seed.is_some()),
+                    ("defect_fraction", raw.defect_fraction.is_some()),
+                ],
+            );
+            let path = match raw.path {
+                Some(f) => p.path(f),
+                None => {
+                    p.problem("source.path", format!("required with kind = \"{kind}\""));
+                    PathBuf::new()
+                }
+            };
+            let looping = raw.looping.unwrap_or(false);
+            if kind == "folder" {
+                SourceConfig::Folder { path, looping }
+            } else {
+                SourceConfig::Video { path, looping }
+            }
+        }
+        other => {
+            p.problem(
+                "source.kind",
+                format!("expected \"synthetic\", \"folder\" or \"video\", got \"{other}\""),
+            );
+            SourceConfig::Synthetic(SyntheticParams {
+                seed: 1,
+                defect_fraction: 0.0,
+            })
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! What is recorded about a part, and the one message type every stage sends to the record writer
+//! ([`RecordMsg`]): the orchestrator's verdicts, the PLC task's "delivered / undelivered / rejected at the gate",
+//! the shadow worker's scores. Stages send these over a channel they are given; none of them names the writer.
+//!
+//! Images beside the frame (a heat map, a spectrogram) travel as a [`Drawing`]: the stage that made the data
+//! knows how to draw it; the writer only calls it, off the line, and saves what it returns.
+
+use opencv::core::Mat;
+use serde::Serialize;
+
+use super::inference::ModelInfo;
+
+/// The verdict on a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Reject => "REJECT",
+        }
+    }
+}
+
+/// An image drawn from a part's data, saved beside its frame.
+pub trait Drawing: Send {
+    /// Draws the image; `frame` is the part's kept frame, when there is one.
+    fn draw(&self, frame: Option<&Mat>) -> Result<Mat, String>;
+}
+
+/// Everything recorded about one part at its verdict.
+pub struct PartRecord {
+    pub part_id: String,
+    pub seq: u64,
+    pub origin: String,
+    pub truth: Option<String>,
+    pub triggered_us: i64,
+    pub captured_us: Option<i64>,
+    pub preprocessed_us: Option<i64>,
+    pub inferred_us: Option<i64>,
+    pub decided_us: i64,
+    pub score: Option<f32>,
+    pub verdict: Verdict,
+    pub reasons_json: String,
+    pub result_code: u16,
+    pub model: ModelInfo,
+    /// Whether a PLC will be told (`pending`) or not (`off`).
+    pub plc_status: &'static str,
+    /// The frame to keep, for rejected and sampled passed parts.
+    pub image: Option<Mat>,
+    /// A rejected part's heat map, drawn over the kept frame and saved as `<part>.heat.png`.
+    pub heatmap: Option<Box<dyn Drawing>>,
+    /// Filled in by the writer once the heat map is saved.
+    pub heatmap_path: Option<String>,
+    /// The acoustic judgement, when the station listens.
+    pub acoustic: Option<AcousticRecord>,
+}
+
+/// What the acoustic stage recorded about a part.
+pub struct AcousticRecord {
+    /// None when the sound could not be scored (the reason says why).
+    pub score: Option<f32>,
+    pub model: ModelInfo,
+    /// The known truth of the part's sound (synthetic sound): `normal` or the anomaly.
+    pub truth: Option<String>,
+    /// A rejected part's sound, drawn as a spectrogram and saved as `<part>.spectrogram.png`.
+    pub spectrogram: Option<Box<dyn Drawing>>,
+    /// Filled in by the writer once the spectrogram is saved.
+    pub spectrogram_path: Option<String>,
+}
+
+/// What the PLC stage reports back for a part.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlcOutcome {
+    Delivered {
+        actuated_us: i64,
+    },
+    Undelivered {
+        detail: String,
+    },
+    /// The part reached the reject gate before its verdict and was rejected fail-safe there.
+    RejectedAtGate {
+        detail: String,
+    },
+}
+
+/// A shadow model's judgement of one part, as recorded (never part of the verdict).
+#[derive(Debug, Clone)]
+pub struct ShadowScore {
+    pub part_id: String,
+    pub model: ModelInfo,
+    /// The score, or why the shadow model could not score the part.
+    pub score: Result<f32, String>,
+    pub scored_us: i64,
+}
+
+/// What a stage tells the record writer.
+pub enum RecordMsg {
+    /// A part got its verdict.
+    Insert(Box<PartRecord>),
+    /// A shadow model's score of a part.
+    Shadow(ShadowScore),
+    /// What became of a part's result at the PLC.
+    Actuated {
+        part_id: String,
+        outcome: PlcOutcome,
+    },
+}
