@@ -378,3 +378,299 @@ impl InFlight {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Verdict;
+    use crate::part::Inference;
+
+    const DEADLINE: Duration = Duration::from_millis(500);
+
+    fn model(version: &str, threshold: f32) -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            version: version.into(),
+            sha256: "0".repeat(64),
+            threshold,
+        }
+    }
+
+    fn frame() -> Frame {
+        Frame {
+            image: opencv::core::Mat::default(),
+            origin: "test".into(),
+            truth: None,
+            roi: None,
+            anomaly_map: None,
+        }
+    }
+
+    fn scored(seq: Seq, at: Instant, score: f32) -> StageReport {
+        StageReport::Scored {
+            seq,
+            times: StageTimes::new(at),
+            frame: frame(),
+            inference: Inference {
+                score,
+                anomaly_map: None,
+            },
+        }
+    }
+
+    fn sound(score: f32) -> Heard {
+        Heard {
+            result: Ok((score, vec![0.0; 4])),
+            truth: None,
+        }
+    }
+
+    fn now(at: Instant, done: Seq) -> Now {
+        Now {
+            at,
+            done: [done; 3],
+        }
+    }
+
+    /// A line with one part triggered at `t0`, queued for capture.
+    fn one_part(listening: bool) -> (InFlight, Instant) {
+        let mut parts = InFlight::new(DEADLINE, model("1", 1.0), listening.then_some(2.0));
+        let t0 = Instant::now();
+        let seq = parts.begin();
+        let admission = Admission::Accepted { heard: None };
+        assert!(parts.admit(seq, t0, admission).is_none());
+        (parts, t0)
+    }
+
+    fn verdicts(outcomes: Vec<Outcome>) -> Vec<Finished> {
+        outcomes
+            .into_iter()
+            .filter_map(|o| match o {
+                Outcome::Verdict(f) => Some(*f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn codes(f: &Finished) -> Vec<&'static str> {
+        f.decision.reasons.iter().map(|r| r.code()).collect()
+    }
+
+    #[test]
+    fn a_score_is_judged_against_the_threshold_of_its_model() {
+        let (mut parts, t0) = one_part(false);
+        let ms = Duration::from_millis(10);
+        let out = verdicts(parts.reported(scored(1, t0, 1.5), now(t0 + ms, 1)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].decision.verdict, Verdict::Reject);
+        assert_eq!(codes(&out[0]), ["score_over_threshold"]);
+        assert_eq!(out[0].score, Some(1.5));
+        assert!(out[0].count.is_none());
+        assert!(parts.is_empty());
+    }
+
+    #[test]
+    fn a_deadline_while_capturing_is_a_stalled_capture_while_inferring_a_missed_deadline() {
+        let (mut parts, t0) = one_part(false);
+        let seq = parts.begin();
+        parts.admit(seq, t0, Admission::Accepted { heard: None });
+        assert_eq!(parts.next_deadline(), Some(t0 + DEADLINE));
+        let late = t0 + DEADLINE;
+        // Part 1 is the next frame capture owes: capture stalled. Part 2 waits behind it in capture.
+        let out = verdicts(parts.expire(now(late, 0)));
+        assert_eq!(out.len(), 2);
+        assert_eq!(codes(&out[0]), ["frame_fault"]);
+        assert_eq!(out[0].count, Some(Count::FrameFault));
+        assert_eq!(codes(&out[1]), ["deadline_missed"]);
+        assert_eq!(out[1].count, Some(Count::DeadlineMiss));
+
+        // Captured and preprocessed, stuck in inference.
+        let (mut parts, t0) = one_part(false);
+        let done = Now {
+            at: t0 + DEADLINE,
+            done: [1, 1, 0],
+        };
+        let out = verdicts(parts.expire(done));
+        assert_eq!(out.len(), 1);
+        let reason = serde_json::to_value(&out[0].decision.reasons[0]).unwrap();
+        assert_eq!(reason["code"], "deadline_missed");
+        assert_eq!(reason["stage"], "inference");
+        assert_eq!(out[0].decision.verdict, Verdict::Reject);
+    }
+
+    #[test]
+    fn nothing_expires_before_its_deadline() {
+        let (mut parts, t0) = one_part(false);
+        assert!(parts.expire(now(t0 + DEADLINE / 2, 0)).is_empty());
+        assert_eq!(parts.len(), 1);
+    }
+
+    #[test]
+    fn vision_and_sound_are_joined_in_either_order() {
+        let ms = Duration::from_millis(10);
+        // Vision first: the part waits for its sound.
+        let (mut parts, t0) = one_part(true);
+        assert!(verdicts(parts.reported(scored(1, t0, 0.5), now(t0 + ms, 1))).is_empty());
+        let out = parts.heard(1, t0 + 2 * ms, sound(3.0), now(t0 + 2 * ms, 1));
+        assert!(matches!(out[0], Outcome::SoundLatency(d) if d == 2 * ms));
+        let out = verdicts(out);
+        assert_eq!(codes(&out[0]), ["acoustic_score_over_threshold"]);
+        assert!(out[0].heard.is_some());
+        assert!(parts.is_empty());
+
+        // Sound first: the verdict comes with the vision score.
+        let (mut parts, t0) = one_part(true);
+        assert!(verdicts(parts.heard(1, t0 + ms, sound(0.5), now(t0 + ms, 0))).is_empty());
+        let out = verdicts(parts.reported(scored(1, t0, 0.5), now(t0 + 2 * ms, 1)));
+        assert_eq!(out[0].decision.verdict, Verdict::Pass);
+        assert!(out[0].heard.is_some());
+    }
+
+    #[test]
+    fn a_part_whose_sound_never_comes_is_rejected_at_its_deadline_with_its_vision_score() {
+        let (mut parts, t0) = one_part(true);
+        parts.reported(scored(1, t0, 0.5), now(t0, 1));
+        let out = verdicts(parts.expire(now(t0 + DEADLINE, 1)));
+        let reason = serde_json::to_value(&out[0].decision.reasons[0]).unwrap();
+        assert_eq!(reason["stage"], "acoustic");
+        assert_eq!(out[0].score, Some(0.5));
+        assert!(out[0].frame.is_some());
+    }
+
+    #[test]
+    fn a_result_after_the_deadline_is_late_and_changes_nothing() {
+        let (mut parts, t0) = one_part(false);
+        let after = t0 + DEADLINE + Duration::from_millis(1);
+        assert_eq!(verdicts(parts.expire(now(after, 0))).len(), 1);
+        let out = parts.reported(scored(1, t0, 0.1), now(after, 1));
+        assert!(matches!(out[..], [Outcome::Late { seq: 1 }]));
+        // A sound for a part that has its verdict is not counted twice.
+        assert!(parts.heard(1, after, sound(0.1), now(after, 1)).is_empty());
+    }
+
+    #[test]
+    fn a_result_that_beats_the_timer_but_not_the_deadline_still_misses() {
+        let (mut parts, t0) = one_part(false);
+        let after = t0 + DEADLINE + Duration::from_millis(1);
+        let out = parts.reported(scored(1, t0, 0.1), now(after, 1));
+        assert!(matches!(out[0], Outcome::Late { seq: 1 }));
+        let out = verdicts(out);
+        assert_eq!(codes(&out[0]), ["deadline_missed"]);
+        assert!(parts.is_empty());
+    }
+
+    #[test]
+    fn a_fault_after_a_score_is_late_and_a_fault_before_rejects_fail_safe() {
+        let (mut parts, t0) = one_part(false);
+        let ms = Duration::from_millis(5);
+        let fault = |stage| StageReport::Fault {
+            seq: 1,
+            times: StageTimes::new(t0),
+            stage,
+            detail: "broken".into(),
+            frame: None,
+            source_exhausted: false,
+        };
+        assert_eq!(
+            verdicts(parts.reported(scored(1, t0, 0.1), now(t0 + ms, 1))).len(),
+            1
+        );
+        let out = parts.reported(fault(Stage::Inference), now(t0 + 2 * ms, 1));
+        assert!(matches!(out[..], [Outcome::Late { seq: 1 }]));
+
+        let (mut parts, t0) = one_part(false);
+        let out = verdicts(parts.reported(fault(Stage::Inference), now(t0 + ms, 0)));
+        assert_eq!(codes(&out[0]), ["model_error"]);
+        assert_eq!(out[0].count, Some(Count::ModelError));
+        let (mut parts, t0) = one_part(false);
+        let out = verdicts(parts.reported(fault(Stage::Preprocess), now(t0 + ms, 0)));
+        assert_eq!(codes(&out[0]), ["frame_fault"]);
+        assert_eq!(out[0].count, Some(Count::FrameFault));
+    }
+
+    #[test]
+    fn an_exhausted_replay_stops_the_line_without_a_record() {
+        let (mut parts, t0) = one_part(false);
+        let report = StageReport::Fault {
+            seq: 1,
+            times: StageTimes::new(t0),
+            stage: Stage::Capture,
+            detail: "end of the folder".into(),
+            frame: None,
+            source_exhausted: true,
+        };
+        let out = parts.reported(report, now(t0, 0));
+        assert!(
+            matches!(&out[..], [Outcome::Exhausted { detail }] if detail == "end of the folder")
+        );
+        assert!(parts.is_empty());
+    }
+
+    #[test]
+    fn overload_and_a_stopped_capture_reject_at_the_trigger() {
+        let mut parts = InFlight::new(DEADLINE, model("1", 1.0), None);
+        let t0 = Instant::now();
+        for (admission, code, count) in [
+            (Admission::Full, "pipeline_overloaded", Count::Overloaded),
+            (Admission::Refused, "pipeline_overloaded", Count::Overloaded),
+            (Admission::Stopped, "frame_fault", Count::FrameFault),
+        ] {
+            let seq = parts.begin();
+            let f = parts.admit(seq, t0, admission).expect("a verdict at once");
+            assert_eq!(f.seq, seq);
+            assert_eq!(codes(&f), [code]);
+            assert_eq!(f.count, Some(count));
+            assert_eq!(f.decision.verdict, Verdict::Reject);
+        }
+        assert!(parts.is_empty());
+        assert_eq!(parts.upcoming(), 4);
+    }
+
+    #[test]
+    fn a_sound_that_could_not_be_queued_is_an_audio_fault_in_the_verdict() {
+        let mut parts = InFlight::new(DEADLINE, model("1", 1.0), Some(2.0));
+        let t0 = Instant::now();
+        let heard = Some(Heard {
+            result: Err("the acoustic queue was full".into()),
+            truth: None,
+        });
+        parts.admit(parts.upcoming(), t0, Admission::Accepted { heard });
+        parts.begin();
+        let out = verdicts(parts.reported(scored(1, t0, 0.1), now(t0, 1)));
+        assert_eq!(codes(&out[0]), ["audio_fault"]);
+    }
+
+    #[test]
+    fn a_recipe_switch_at_part_n_judges_earlier_parts_with_the_old_model() {
+        let mut parts = InFlight::new(DEADLINE, model("1", 1.0), None);
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            let seq = parts.begin();
+            parts.admit(seq, t0, Admission::Accepted { heard: None });
+        }
+        let from = parts.upcoming();
+        assert_eq!(from, 3);
+        parts.switch(from, model("2", 10.0));
+        let seq = parts.begin();
+        parts.admit(seq, t0, Admission::Accepted { heard: None });
+        // The same score: a reject under v1 (threshold 1), a pass under v2 (threshold 10).
+        for seq in 1..=3 {
+            let f = verdicts(parts.reported(scored(seq, t0, 5.0), now(t0, seq)));
+            let expected = if seq < 3 {
+                ("1", Verdict::Reject)
+            } else {
+                ("2", Verdict::Pass)
+            };
+            assert_eq!(
+                (f[0].model.version.as_str(), f[0].decision.verdict),
+                expected,
+                "part {seq}"
+            );
+        }
+        assert_eq!(parts.current_model().version, "2");
+        // A technician's threshold applies to the model in force.
+        assert_eq!(parts.set_threshold(4.0), Some(10.0));
+        assert_eq!(parts.set_threshold(4.0), None);
+        assert_eq!(parts.model_for(9).threshold, 4.0);
+    }
+}
