@@ -8,7 +8,7 @@
 //!                                    │   │                  └────────────────────┴───── StageReport ─┘
 //!                                    └───┼───────────────────────────────────────────────────────────┘
 //!                                        ├──PlcMsg──▶ PLC handshake task (Modbus) ──Actuated──┐
-//!                                        └──StoreMsg (Insert)──────────────────────────────┴─▶ record writer (SQLite)
+//!                                        └──RecordMsg (Insert)──────────────────────────────┴─▶ record writer (SQLite)
 //! ```
 //!
 //! The orchestrator (a tokio task) owns every part in flight, in trigger order, each with its deadline. A part

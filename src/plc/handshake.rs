@@ -99,43 +99,8 @@ pub async fn start(
         _ => None,
     };
     let config = &config;
-    let mut sim = None;
-    let (transport, addr) = match &config.link {
-        PlcLink::Off => return Ok(None),
-        PlcLink::Simulated => {
-            let s = SimPlc::start(config).await?;
-            let addr = s.addr;
-            sim = Some(s);
-            let link = Link::new(config, Endpoint::Tcp(addr), counters.clone());
-            (Transport::Client(Box::new(link)), addr)
-        }
-        PlcLink::Tcp(addr) => {
-            let link = Link::new(config, Endpoint::Tcp(*addr), counters.clone());
-            (Transport::Client(Box::new(link)), *addr)
-        }
-        PlcLink::Rtu(rtu) => {
-            let link = Link::new(config, Endpoint::Rtu(rtu.clone()), counters.clone());
-            (
-                Transport::Client(Box::new(link)),
-                SocketAddr::from(([0, 0, 0, 0], 0)),
-            )
-        }
-        PlcLink::Serve(listen) => {
-            let cmd = usize::from(config.command_register);
-            let mut coils = Vec::new();
-            if let Some((PlcInputKind::Coil, address)) = input {
-                coils.push(usize::from(address));
-            }
-            let guard = WriteGuard {
-                holding: cmd..cmd + usize::from(COMMAND_LEN),
-                coils,
-            };
-            let memory = Memory::new(image_size(config), config.reject_coil, Some(guard));
-            let server = ModbusServer::start(*listen, memory).await?;
-            tracing::info!("PLC handshake: serving Modbus TCP on {}", server.addr);
-            let addr = server.addr;
-            (Transport::Server(server), addr)
-        }
+    let Some((transport, addr, sim)) = open_transport(config, input, &counters).await? else {
+        return Ok(None);
     };
     let (tx, rx) = mpsc::channel::<PlcMsg>(queue_depth * 8);
     let (trigger_tx, triggers) = match input {
@@ -205,6 +170,54 @@ pub async fn start(
             sim,
         },
     }))
+}
+
+/// The link of the configured role: a client of the (simulated) PLC over TCP or RTU, or the station's own Modbus
+/// server; `None` with `kind = "off"`.
+async fn open_transport(
+    config: &PlcConfig,
+    input: Option<(PlcInputKind, u16)>,
+    counters: &Arc<Counters>,
+) -> std::io::Result<Option<(Transport, SocketAddr, Option<SimPlc>)>> {
+    let mut sim = None;
+    let (transport, addr) = match &config.link {
+        PlcLink::Off => return Ok(None),
+        PlcLink::Simulated => {
+            let s = SimPlc::start(config).await?;
+            let addr = s.addr;
+            sim = Some(s);
+            let link = Link::new(config, Endpoint::Tcp(addr), counters.clone());
+            (Transport::Client(Box::new(link)), addr)
+        }
+        PlcLink::Tcp(addr) => {
+            let link = Link::new(config, Endpoint::Tcp(*addr), counters.clone());
+            (Transport::Client(Box::new(link)), *addr)
+        }
+        PlcLink::Rtu(rtu) => {
+            let link = Link::new(config, Endpoint::Rtu(rtu.clone()), counters.clone());
+            (
+                Transport::Client(Box::new(link)),
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+            )
+        }
+        PlcLink::Serve(listen) => {
+            let cmd = usize::from(config.command_register);
+            let mut coils = Vec::new();
+            if let Some((PlcInputKind::Coil, address)) = input {
+                coils.push(usize::from(address));
+            }
+            let guard = WriteGuard {
+                holding: cmd..cmd + usize::from(COMMAND_LEN),
+                coils,
+            };
+            let memory = Memory::new(image_size(config), config.reject_coil, Some(guard));
+            let server = ModbusServer::start(*listen, memory).await?;
+            tracing::info!("PLC handshake: serving Modbus TCP on {}", server.addr);
+            let addr = server.addr;
+            (Transport::Server(server), addr)
+        }
+    };
+    Ok(Some((transport, addr, sim)))
 }
 
 enum Transport {
