@@ -27,6 +27,16 @@ pub struct Counters {
     pub shadow_dropped: AtomicU64,
     /// Promoted models taken up by the running line (hot swaps).
     pub model_swaps: AtomicU64,
+    /// Database writes that failed (each retried; the records wait in the journal meanwhile).
+    pub record_write_failures: AtomicU64,
+    /// Records waiting for the database (journal and memory): a gauge.
+    pub records_waiting: AtomicU64,
+    /// 1 while neither the database nor the journal takes writes (records held in memory): a gauge.
+    pub records_alarm: AtomicU64,
+    /// Records lost because memory was full too (the only way to lose one; never silent).
+    pub records_lost: AtomicU64,
+    /// Image files (frames, heat maps, spectrograms) that could not be written; their rows were.
+    pub images_failed: AtomicU64,
 }
 
 pub fn bump(counter: &AtomicU64) {
@@ -153,6 +163,12 @@ pub struct RunSummary {
     pub preprocess: Option<Spread>,
     pub inference: Option<Spread>,
     pub database: String,
+    /// Failed database writes (retried), records still waiting in the journal at the end, records lost, image
+    /// files not written.
+    pub record_write_failures: u64,
+    pub records_waiting: u64,
+    pub records_lost: u64,
+    pub images_failed: u64,
     /// Acoustic figures, when the station listened.
     pub acoustic: Option<AcousticSummary>,
 }
@@ -293,7 +309,23 @@ impl fmt::Display for RunSummary {
             }
             spread(f, "acoustic", a.latency)?;
         }
-        write!(f, "  records      {}", self.database)
+        write!(f, "  records      {}", self.database)?;
+        if self.record_write_failures
+            + self.records_waiting
+            + self.records_lost
+            + self.images_failed
+            > 0
+        {
+            write!(
+                f,
+                "\n               write failures {} (retried)  waiting in the journal {}  LOST {}  images not written {}",
+                self.record_write_failures,
+                self.records_waiting,
+                self.records_lost,
+                self.images_failed
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -1,5 +1,7 @@
 //! `station run`: runs the line with a live status line and (when `[web]` is enabled) the review page, stops
-//! cleanly on Ctrl-C, prints the summary.
+//! cleanly on Ctrl-C, SIGTERM (`systemctl stop`, `docker stop`, `kill`) or SIGHUP (the terminal went away): the
+//! trigger stops, parts in flight get their verdicts, the PLC queue and the records are flushed, the run is
+//! closed, the summary printed, exit code 0.
 
 use anyhow::Context;
 
@@ -25,15 +27,37 @@ pub fn run(arg: &ConfigArg, max_parts: Option<u64>, quiet: bool) -> anyhow::Resu
                 ready: None,
                 tap: Some(tap),
             },
-            async {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            },
+            stop_signal(),
         )
         .await
         .with_context(|| format!("cannot run the line with {}", config.file))
     })?;
     println!("{summary}");
     Ok(())
+}
+
+/// Resolves at the first Ctrl-C, SIGTERM or SIGHUP (then logs which).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGHUP; only Ctrl-C stops the line cleanly");
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        return;
+    };
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = ctrl_c => "Ctrl-C",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    };
+    tracing::info!("{name}: stopping the line");
 }

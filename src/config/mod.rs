@@ -178,7 +178,7 @@ impl Config {
         let preprocess = crate::preprocess::config::validate(p, preprocess);
         let model = crate::model::config::validate(p, model);
         let decision = crate::decision::config::validate(p, decision);
-        let record = crate::store::config::validate(record, &station.data_dir);
+        let record = crate::store::config::validate(p, record, &station.data_dir);
         let audio = audio.map(|raw| crate::audio::config::validate(p, raw));
         let recipes = crate::recipe::config::validate(p, recipes, &model, &preprocess);
         let web = crate::web::config::validate(p, web, table.contains_key("web"));

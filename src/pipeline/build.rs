@@ -82,7 +82,7 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let records = open_records(config, opts, &info)?;
+    let records = open_records(config, opts, &info, &counters)?;
     let (plc_tx, plc_triggers, plc_recipes, plc) =
         start_plc(config, &counters, clock, &records.tx).await?;
     let (recipes, swaps) = start_recipes(config, &models, plc_recipes);
@@ -216,12 +216,13 @@ fn open_records(
     config: &Config,
     opts: &RunOptions,
     info: &ModelInfo,
+    counters: &Arc<Counters>,
 ) -> Result<Records, PipelineError> {
     let mut store = Store::open(
-        &config.record.database,
-        &config.record.images_dir,
+        &config.record,
         &config.station.name,
         &config.file,
+        counters.clone(),
     )?;
     store.notify = opts.tap.as_ref().map(|t| t.events.clone());
     let model_rx = opts.tap.as_ref().map(|t| {

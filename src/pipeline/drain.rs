@@ -47,10 +47,14 @@ pub async fn drain(mut line: Line) -> RunSummary {
         // The task ends once its queue is closed and drained.
         let _ = (&mut p.task).await;
     }
-    let write_errors = line.store_task.await.ok().map(|s| s.write_errors);
+    let waiting = line.store_task.await.ok().map(|s| s.backlog());
     join_workers(line.threads);
-    let database = match write_errors {
-        Some(n) if n > 0 => format!("{} ({n} records NOT written: see log)", line.database),
+    let database = match waiting {
+        Some(n) if n > 0 => format!(
+            "{} ({n} records wait in the journal for the database: written at the next start)",
+            line.database
+        ),
+        None => format!("{} (the record writer failed: see log)", line.database),
         _ => line.database,
     };
     summary(
@@ -123,6 +127,10 @@ fn summary(
         preprocess: Spread::of(&latency.preprocess),
         inference: Spread::of(&latency.inference),
         database,
+        record_write_failures: read(&c.record_write_failures),
+        records_waiting: read(&c.records_waiting),
+        records_lost: read(&c.records_lost),
+        images_failed: read(&c.images_failed),
         acoustic: figures.acoustic,
     }
 }

@@ -472,6 +472,20 @@ impl Orchestrator {
             read(&c.overloaded),
             read(&c.plc_undelivered),
         );
+        let (waiting, failed_images) = (read(&c.records_waiting), read(&c.images_failed));
+        let line = if waiting + failed_images + read(&c.records_lost) > 0 {
+            let alarm = if read(&c.records_alarm) > 0 {
+                "  RECORDS ALARM: database and journal refuse writes"
+            } else {
+                ""
+            };
+            format!(
+                "{line}  records waiting {waiting}  lost {}  images not written {failed_images}{alarm}",
+                read(&c.records_lost)
+            )
+        } else {
+            line
+        };
         let line = match &self.plc_status {
             Some(status) => format!("{line}  |  {}", plc::status::read(status)),
             None => line,

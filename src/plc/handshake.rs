@@ -40,7 +40,7 @@ use super::status::{PlcStatus, SharedStatus};
 use super::{Endpoint, Link, PlcMsg, PlcTag, call};
 use crate::clock::Clock;
 use crate::decision::ResultCode;
-use crate::metrics::{Counters, bump};
+use crate::metrics::{Counters, bump, read};
 use crate::part::Seq;
 use crate::part::TriggerEvent;
 use crate::part::record::{PlcOutcome, RecordMsg};
@@ -704,8 +704,13 @@ impl Handshake {
             }
         }
         let busy = self.in_flight() >= self.cfg.max_parts_in_flight as u64;
+        // The record writer cannot write anywhere: no READY, and the fault code says why, while it lasts.
+        let records_down = read(&self.counters.records_alarm) > 0;
+        if records_down {
+            self.fault = Fault::RecordsAtRisk;
+        }
         let o = &mut self.out;
-        o.set(status::READY, !busy);
+        o.set(status::READY, !busy && !records_down);
         o.set(status::BUSY, busy);
         o.set(status::TRIGGER_ACK, self.trigger_high);
         o.set(status::RESULT_READY, self.shown.is_some());

@@ -48,6 +48,8 @@ pub enum Fault {
     UnknownRecipe = 4,
     VerdictLateAtGate = 5,
     RejectPulseMissed = 6,
+    /// Neither the database nor the journal takes the station's records: the line must not run blind.
+    RecordsAtRisk = 7,
 }
 
 impl Fault {
@@ -60,6 +62,7 @@ impl Fault {
             4 => "unknown recipe",
             5 => "verdict late at the gate",
             6 => "reject pulse missed (link down)",
+            7 => "records cannot be written (database and journal)",
             _ => "unknown fault code",
         }
     }

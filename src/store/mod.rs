@@ -1,27 +1,32 @@
 //! Records: one SQLite row per part (WAL mode), and the images of rejected parts (plus a sample of passed ones)
 //! in the data folder, their path in the row.
 //!
-//! The writer is a tokio task fed by a bounded channel; it batches what has arrived and writes each batch in one
-//! transaction on tokio's blocking pool. A part's row is inserted when it gets its verdict, whatever the PLC's
-//! state; the PLC stage later fills in `actuated_us` and `plc_status`. A result the PLC never received turns the
-//! recorded verdict into REJECT with a `plc_undelivered` reason: the part must be treated as suspect.
+//! The writer ([`writer`]) is a tokio task fed by a bounded channel; it batches what has arrived and writes each
+//! batch in one transaction on tokio's blocking pool. A part's row is inserted when it gets its verdict, whatever
+//! the PLC's state; the PLC stage later fills in `actuated_us` and `plc_status`. A result the PLC never received
+//! turns the recorded verdict into REJECT with a `plc_undelivered` reason: the part must be treated as suspect.
+//! A record is never dropped: what the database cannot take waits in the [`journal`] (fsynced) and is replayed.
 //! The schema is versioned (`PRAGMA user_version`) so later capabilities (reviews, acoustic scores, barcodes,
 //! lots) add columns by migration.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use opencv::core::{Mat, Vector};
-use opencv::imgcodecs;
 use rusqlite::{Connection, params};
 use serde::Serialize;
-use tokio::sync::mpsc::Receiver;
 
 pub mod config;
+pub mod journal;
+pub mod rows;
+pub mod writer;
 
-use crate::part::record::Drawing;
 pub use config::RecordConfig;
+pub use writer::run_writer;
 
+use crate::metrics::Counters;
 pub use crate::part::record::{AcousticRecord, PartRecord, PlcOutcome, RecordMsg};
+use journal::Journal;
+use rows::Row;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,15 +42,23 @@ pub enum StoreError {
     },
 }
 
-/// The open database and image folder of one run.
+/// The open database, image folder and journal of one run.
 pub struct Store {
     conn: Connection,
     db_path: PathBuf,
     data_dir: PathBuf,
     images_dir: PathBuf,
     pub run_id: i64,
+    /// Rows committed to the database.
     pub written: u64,
-    pub write_errors: u64,
+    /// Where records wait while the database cannot take them.
+    journal: Journal,
+    /// Rows neither the database nor the journal could take (kept in memory, bounded; the alarm is raised).
+    held: Vec<Row>,
+    /// No database attempt before this instant (backoff after a failure).
+    next_attempt: std::time::Instant,
+    backoff: std::time::Duration,
+    counters: Arc<Counters>,
     /// Told about every part written (the live review page listens here).
     pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
@@ -140,7 +153,13 @@ CREATE INDEX parts_queue ON parts(verdict, score, threshold);
 ";
 
 /// Schema steps in order: step `i` brings the database to `user_version = i + 1`. Append, never edit.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_AUDIO, SCHEMA_REVIEWS, SCHEMA_SHADOW];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    SCHEMA_AUDIO,
+    SCHEMA_REVIEWS,
+    SCHEMA_SHADOW,
+    SCHEMA_RUN_END,
+];
 
 /// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
 const SCHEMA_SHADOW: &str = "
@@ -157,7 +176,14 @@ CREATE TABLE shadow_scores (
 );
 ";
 
-/// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout).
+/// How a run ended: `completed` (its writer closed it), `interrupted` (closed at the next start: the station was
+/// killed or lost power; `finished_us` is then its last part's verdict).
+const SCHEMA_RUN_END: &str = "
+ALTER TABLE runs ADD COLUMN end_reason TEXT;
+";
+
+/// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout for
+/// readers; the record writer sets its own, see [`RecordConfig::busy_timeout_ms`]).
 pub fn open_database(db_path: &Path) -> Result<Connection, StoreError> {
     let sql = |source| StoreError::Sqlite {
         path: db_path.display().to_string(),
@@ -189,22 +215,54 @@ pub fn open_database(db_path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating and migrating when needed) the database and starts a run.
+    /// Opens (creating and migrating when needed) the database, replays what a previous run left in the journal,
+    /// closes runs left unfinished as interrupted, and starts a run.
     pub fn open(
-        db_path: &Path,
-        images_dir: &Path,
+        config: &RecordConfig,
         station: &str,
         config_file: &str,
+        counters: Arc<Counters>,
     ) -> Result<Store, StoreError> {
+        let db_path = &config.database;
         let sql = |source| StoreError::Sqlite {
             path: db_path.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(images_dir).map_err(|source| StoreError::Dir {
-            path: images_dir.display().to_string(),
+        std::fs::create_dir_all(&config.images_dir).map_err(|source| StoreError::Dir {
+            path: config.images_dir.display().to_string(),
             source,
         })?;
         let conn = open_database(db_path)?;
+        conn.busy_timeout(std::time::Duration::from_millis(config.busy_timeout_ms))
+            .map_err(sql)?;
+        let mut journal = Journal::open(&config.journal);
+        if !journal.is_empty() {
+            let rows = journal.read().map_err(|source| StoreError::Dir {
+                path: config.journal.display().to_string(),
+                source,
+            })?;
+            commit(&conn, &rows).map_err(sql)?;
+            journal.clear().map_err(|source| StoreError::Dir {
+                path: config.journal.display().to_string(),
+                source,
+            })?;
+            tracing::info!(
+                "journal {}: {} records of an earlier run replayed into the database",
+                config.journal.display(),
+                rows.len()
+            );
+        }
+        let interrupted = conn
+            .execute(
+                "UPDATE runs SET end_reason = 'interrupted',
+                    finished_us = COALESCE((SELECT max(decided_us) FROM parts WHERE run_id = runs.id), started_us)
+                 WHERE finished_us IS NULL",
+                [],
+            )
+            .map_err(sql)?;
+        if interrupted > 0 {
+            tracing::warn!("{interrupted} earlier run(s) had not been closed: marked interrupted");
+        }
         let now = crate::clock::Clock::new().now_us();
         conn.execute(
             "INSERT INTO runs (station, config, started_us) VALUES (?1, ?2, ?3)",
@@ -217,10 +275,14 @@ impl Store {
             conn,
             db_path: db_path.to_path_buf(),
             data_dir,
-            images_dir: images_dir.join(format!("run-{run_id}")),
+            images_dir: config.images_dir.join(format!("run-{run_id}")),
             run_id,
             written: 0,
-            write_errors: 0,
+            journal,
+            held: Vec::new(),
+            next_attempt: std::time::Instant::now(),
+            backoff: writer::RETRY_MIN,
+            counters,
             notify: None,
         })
     }
@@ -229,203 +291,17 @@ impl Store {
         &self.db_path
     }
 
-    /// Writes a batch in one transaction. Images are written first so a row never points at a missing file.
-    fn write_batch(&mut self, batch: Vec<RecordMsg>) {
-        let mut rows = Vec::with_capacity(batch.len());
-        for msg in batch {
-            match msg {
-                RecordMsg::Insert(mut record) => {
-                    let image = record.image.take();
-                    let image_path = image
-                        .as_ref()
-                        .and_then(|img| self.save_image(&record.part_id, img));
-                    let name = format!("{}.heat", record.part_id);
-                    record.heatmap_path = match (&image_path, record.heatmap.take()) {
-                        (Some(_), Some(drawing)) => {
-                            self.save_drawing(&name, &*drawing, image.as_ref())
-                        }
-                        _ => None,
-                    };
-                    if let Some(a) = record.acoustic.as_mut() {
-                        let name = format!("{}.spectrogram", record.part_id);
-                        a.spectrogram_path = a.spectrogram.take().and_then(|drawing| {
-                            self.save_drawing(&name, &*drawing, image.as_ref())
-                        });
-                    }
-                    rows.push((RecordMsg::Insert(record), image_path));
-                }
-                other => rows.push((other, None)),
-            }
-        }
-        if let Err(err) = self.insert_rows(&rows) {
-            self.write_errors += rows.len() as u64;
-            tracing::error!(
-                "database {}: cannot write {} records: {err}",
-                self.db_path.display(),
-                rows.len()
-            );
-        } else if let Some(notify) = &self.notify {
-            for (msg, image_path) in rows {
-                // An error only means that no page is listening.
-                if let Some(event) = recorded(msg, image_path) {
-                    let _ = notify.send(event);
-                }
-            }
-        }
+    /// Rows waiting for the database (in the journal and in memory).
+    pub fn backlog(&self) -> u64 {
+        self.journal.rows + self.held.len() as u64
     }
+}
 
-    /// Draws an image of the part (heat map, spectrogram) and saves it as `<name>.png`; a failed drawing is
-    /// logged and leaves no file.
-    fn save_drawing(
-        &mut self,
-        name: &str,
-        drawing: &dyn Drawing,
-        frame: Option<&Mat>,
-    ) -> Option<String> {
-        match drawing.draw(frame) {
-            Ok(image) => self.save_image(name, &image),
-            Err(e) => {
-                tracing::error!("{name}: cannot draw it: {e}");
-                None
-            }
-        }
-    }
-
-    /// Saves `<name>.png` in the run's image folder; returns its path relative to the data folder.
-    fn save_image(&mut self, name: &str, image: &Mat) -> Option<String> {
-        if let Err(e) = std::fs::create_dir_all(&self.images_dir) {
-            tracing::error!("cannot create {}: {e}", self.images_dir.display());
-            return None;
-        }
-        let path = self.images_dir.join(format!("{name}.png"));
-        match imgcodecs::imwrite(&path, image, &Vector::new()) {
-            Ok(true) => Some(
-                path.strip_prefix(&self.data_dir)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
-            other => {
-                tracing::error!("cannot write image {}: {other:?}", path.display());
-                None
-            }
-        }
-    }
-
-    fn insert_rows(&mut self, rows: &[(RecordMsg, Option<String>)]) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us, preprocessed_us,
-                    inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
-                    model_name, model_version, model_sha256, image_path, heatmap_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-            )?;
-            let mut delivered = tx.prepare_cached(
-                "UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1",
-            )?;
-            let mut acoustic = tx.prepare_cached(
-                "UPDATE parts SET acoustic_score = ?2, acoustic_threshold = ?3, acoustic_model_name = ?4,
-                    acoustic_model_version = ?5, acoustic_model_sha256 = ?6, acoustic_truth = ?7, spectrogram_path = ?8
-                 WHERE part_id = ?1",
-            )?;
-            let mut undelivered = tx.prepare_cached(
-                "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
-                    reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
-                 WHERE part_id = ?1",
-            )?;
-            let mut at_gate = tx.prepare_cached(
-                "UPDATE parts SET verdict = 'REJECT', result_code = 4,
-                    reasons = json_insert(reasons, '$[#]', json_object('code', 'verdict_late_at_gate', 'detail', ?2))
-                 WHERE part_id = ?1",
-            )?;
-            let mut shadow = tx.prepare_cached(
-                "INSERT OR REPLACE INTO shadow_scores (part_id, model_name, model_version, model_sha256, score,
-                    threshold, error, scored_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (msg, image_path) in rows {
-                match msg {
-                    RecordMsg::Shadow(s) => {
-                        shadow.execute(params![
-                            s.part_id,
-                            s.model.name,
-                            s.model.version,
-                            s.model.sha256,
-                            s.score.as_ref().ok().map(|v| f64::from(*v)),
-                            f64::from(s.model.threshold),
-                            s.score.as_ref().err(),
-                            s.scored_us,
-                        ])?;
-                    }
-                    RecordMsg::Insert(r) => {
-                        insert.execute(params![
-                            r.part_id,
-                            self.run_id,
-                            r.seq as i64,
-                            r.origin,
-                            r.truth,
-                            r.triggered_us,
-                            r.captured_us,
-                            r.preprocessed_us,
-                            r.inferred_us,
-                            r.decided_us,
-                            r.score.map(f64::from),
-                            f64::from(r.model.threshold),
-                            r.verdict.as_str(),
-                            r.reasons_json,
-                            r.result_code,
-                            r.plc_status,
-                            r.model.name,
-                            r.model.version,
-                            r.model.sha256,
-                            image_path,
-                            r.heatmap_path,
-                        ])?;
-                        if let Some(a) = &r.acoustic {
-                            acoustic.execute(params![
-                                r.part_id,
-                                a.score.map(f64::from),
-                                f64::from(a.model.threshold),
-                                a.model.name,
-                                a.model.version,
-                                a.model.sha256,
-                                a.truth,
-                                a.spectrogram_path,
-                            ])?;
-                        }
-                    }
-                    RecordMsg::Actuated { part_id, outcome } => match outcome {
-                        PlcOutcome::Delivered { actuated_us } => {
-                            delivered.execute(params![part_id, actuated_us])?;
-                        }
-                        PlcOutcome::Undelivered { detail } => {
-                            undelivered.execute(params![part_id, detail])?;
-                        }
-                        PlcOutcome::RejectedAtGate { detail } => {
-                            at_gate.execute(params![part_id, detail])?;
-                        }
-                    },
-                }
-            }
-        }
-        tx.commit()?;
-        self.written += rows.len() as u64;
-        Ok(())
-    }
-
-    fn finish(&mut self) {
-        let now = crate::clock::Clock::new().now_us();
-        if let Err(e) = self.conn.execute(
-            "UPDATE runs SET finished_us = ?1 WHERE id = ?2",
-            params![now, self.run_id],
-        ) {
-            tracing::error!(
-                "database {}: cannot close run {}: {e}",
-                self.db_path.display(),
-                self.run_id
-            );
-        }
-    }
+/// Writes rows in one transaction.
+fn commit(conn: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    rows::insert(&tx, rows)?;
+    tx.commit()
 }
 
 /// One part as the writer recorded it, for whoever listens (the live review page).
@@ -452,54 +328,4 @@ pub enum Recorded {
     Part(PartSummary),
     /// The PLC received (or did not receive) a part's result.
     Plc { part_id: String, delivered: bool },
-}
-
-fn recorded(msg: RecordMsg, image_path: Option<String>) -> Option<Recorded> {
-    Some(match msg {
-        RecordMsg::Insert(r) => Recorded::Part(PartSummary {
-            seq: r.seq,
-            decided_us: r.decided_us,
-            verdict: r.verdict.as_str(),
-            score: r.score,
-            threshold: r.model.threshold,
-            reasons: serde_json::from_str(&r.reasons_json).unwrap_or_default(),
-            image_path,
-            latency_ms: (r.decided_us - r.triggered_us) as f64 / 1e3,
-            part_id: r.part_id,
-        }),
-        RecordMsg::Actuated { part_id, outcome } => Recorded::Plc {
-            part_id,
-            delivered: matches!(outcome, PlcOutcome::Delivered { .. }),
-        },
-        RecordMsg::Shadow(_) => return None,
-    })
-}
-
-/// The writer task: batches messages until the channel closes, then closes the run. Returns the store.
-pub async fn run_writer(mut store: Store, mut rx: Receiver<RecordMsg>) -> Store {
-    const BATCH: usize = 256;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(msg) => batch.push(msg),
-                Err(_) => break,
-            }
-        }
-        store = match tokio::task::spawn_blocking(move || {
-            store.write_batch(batch);
-            store
-        })
-        .await
-        {
-            Ok(store) => store,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        };
-    }
-    tokio::task::spawn_blocking(move || {
-        store.finish();
-        store
-    })
-    .await
-    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }

@@ -9,6 +9,7 @@ mod e2e;
 mod failsafe;
 mod pipeline;
 mod plc;
+mod records;
 mod sources;
 mod triggers;
 mod vision;

@@ -1,0 +1,193 @@
+//! A record as it goes into SQLite: [`Row`], plain serialisable data (images already saved, their paths in the
+//! row), so that the same value can be written to the database or, when the database cannot take it, to the
+//! journal and replayed later. Writing is idempotent: a row replayed twice (a crash between the database commit
+//! and the journal's truncation) changes nothing the second time.
+
+use rusqlite::{Transaction, params};
+use serde::{Deserialize, Serialize};
+
+/// One write to the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "row", rename_all = "snake_case")]
+pub enum Row {
+    Part(Box<PartRow>),
+    Shadow(ShadowRow),
+    /// What became of a part's result at the PLC.
+    Delivered {
+        part_id: String,
+        actuated_us: i64,
+    },
+    Undelivered {
+        part_id: String,
+        detail: String,
+    },
+    RejectedAtGate {
+        part_id: String,
+        detail: String,
+    },
+    /// A run ended (normally, or by a signal).
+    RunEnd {
+        run_id: i64,
+        finished_us: i64,
+    },
+}
+
+/// The `parts` row of one part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartRow {
+    pub part_id: String,
+    pub run_id: i64,
+    pub seq: u64,
+    pub origin: String,
+    pub truth: Option<String>,
+    pub triggered_us: i64,
+    pub captured_us: Option<i64>,
+    pub preprocessed_us: Option<i64>,
+    pub inferred_us: Option<i64>,
+    pub decided_us: i64,
+    pub score: Option<f32>,
+    pub threshold: f32,
+    pub verdict: String,
+    pub reasons: String,
+    pub result_code: u16,
+    pub plc_status: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
+    pub image_path: Option<String>,
+    pub heatmap_path: Option<String>,
+    pub acoustic: Option<AcousticRow>,
+}
+
+/// The acoustic columns of a part's row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcousticRow {
+    pub score: Option<f32>,
+    pub threshold: f32,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
+    pub truth: Option<String>,
+    pub spectrogram_path: Option<String>,
+}
+
+/// A shadow model's score of a part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowRow {
+    pub part_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
+    pub score: Option<f32>,
+    pub threshold: f32,
+    pub error: Option<String>,
+    pub scored_us: i64,
+}
+
+/// Writes `rows` in the transaction, in order.
+pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
+    let mut part = tx.prepare_cached(
+        "INSERT OR IGNORE INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us,
+            preprocessed_us, inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
+            model_name, model_version, model_sha256, image_path, heatmap_path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+    )?;
+    let mut acoustic = tx.prepare_cached(
+        "UPDATE parts SET acoustic_score = ?2, acoustic_threshold = ?3, acoustic_model_name = ?4,
+            acoustic_model_version = ?5, acoustic_model_sha256 = ?6, acoustic_truth = ?7, spectrogram_path = ?8
+         WHERE part_id = ?1",
+    )?;
+    let mut delivered = tx.prepare_cached(
+        "UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1",
+    )?;
+    let mut undelivered = tx.prepare_cached(
+        "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
+            reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
+         WHERE part_id = ?1 AND plc_status != 'undelivered'",
+    )?;
+    let mut at_gate = tx.prepare_cached(
+        "UPDATE parts SET verdict = 'REJECT', result_code = 4,
+            reasons = json_insert(reasons, '$[#]', json_object('code', 'verdict_late_at_gate', 'detail', ?2))
+         WHERE part_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM json_each(reasons) WHERE json_extract(value, '$.code') = 'verdict_late_at_gate')",
+    )?;
+    let mut shadow = tx.prepare_cached(
+        "INSERT OR REPLACE INTO shadow_scores (part_id, model_name, model_version, model_sha256, score,
+            threshold, error, scored_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut run_end = tx.prepare_cached(
+        "UPDATE runs SET finished_us = ?2, end_reason = COALESCE(end_reason, 'completed') WHERE id = ?1",
+    )?;
+    for row in rows {
+        match row {
+            Row::Part(r) => {
+                part.execute(params![
+                    r.part_id,
+                    r.run_id,
+                    r.seq as i64,
+                    r.origin,
+                    r.truth,
+                    r.triggered_us,
+                    r.captured_us,
+                    r.preprocessed_us,
+                    r.inferred_us,
+                    r.decided_us,
+                    r.score.map(f64::from),
+                    f64::from(r.threshold),
+                    r.verdict,
+                    r.reasons,
+                    r.result_code,
+                    r.plc_status,
+                    r.model_name,
+                    r.model_version,
+                    r.model_sha256,
+                    r.image_path,
+                    r.heatmap_path,
+                ])?;
+                if let Some(a) = &r.acoustic {
+                    acoustic.execute(params![
+                        r.part_id,
+                        a.score.map(f64::from),
+                        f64::from(a.threshold),
+                        a.model_name,
+                        a.model_version,
+                        a.model_sha256,
+                        a.truth,
+                        a.spectrogram_path,
+                    ])?;
+                }
+            }
+            Row::Shadow(s) => {
+                shadow.execute(params![
+                    s.part_id,
+                    s.model_name,
+                    s.model_version,
+                    s.model_sha256,
+                    s.score.map(f64::from),
+                    f64::from(s.threshold),
+                    s.error,
+                    s.scored_us,
+                ])?;
+            }
+            Row::Delivered {
+                part_id,
+                actuated_us,
+            } => {
+                delivered.execute(params![part_id, actuated_us])?;
+            }
+            Row::Undelivered { part_id, detail } => {
+                undelivered.execute(params![part_id, detail])?;
+            }
+            Row::RejectedAtGate { part_id, detail } => {
+                at_gate.execute(params![part_id, detail])?;
+            }
+            Row::RunEnd {
+                run_id,
+                finished_us,
+            } => {
+                run_end.execute(params![run_id, finished_us])?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! The record writer: turns what the stages send ([`RecordMsg`]) into rows, saves the images first (so a row
+//! never points at a missing file), and commits each batch in one transaction. It never drops a verdict:
+//!
+//! 1. a batch the database refuses (locked past `busy_timeout_ms`, disk full, I/O error) is appended to the
+//!    journal and fsynced; later batches follow it there, so the order of a part's row and its PLC updates holds;
+//! 2. the journal is replayed into the database with exponential backoff (`RETRY_MIN` .. `RETRY_MAX`), then
+//!    truncated; what a run leaves there is replayed at the next start;
+//! 3. if the journal cannot be written either, rows are held in memory (up to `MAX_HELD`) and the records alarm
+//!    is raised: the PLC sees READY dropped and fault 7, the status line and the page say so. Rows beyond that
+//!    bound are lost, counted and logged: the only way a record can be lost, and never silently.
+//!
+//! Image files that cannot be written are counted (`images_failed`); the part's row is still written.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use opencv::core::{Mat, Vector};
+use opencv::imgcodecs;
+use tokio::sync::mpsc::Receiver;
+
+use super::rows::{AcousticRow, PartRow, Row, ShadowRow};
+use super::{PartSummary, Recorded, Store, commit};
+use crate::metrics::bump;
+use crate::part::record::{Drawing, PartRecord, PlcOutcome, RecordMsg};
+
+/// First retry after a failed write; doubles up to `RETRY_MAX`.
+pub const RETRY_MIN: Duration = Duration::from_millis(100);
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Rows kept in memory when neither the database nor the journal can take them.
+pub const MAX_HELD: usize = 100_000;
+/// At shutdown, how long the writer keeps retrying a backlog before leaving it in the journal for the next start.
+pub const DRAIN_RETRY: Duration = Duration::from_secs(3);
+/// Messages written in one transaction, at most.
+const BATCH: usize = 256;
+
+impl Store {
+    /// Saves a batch's images and writes its rows (to the database, or the journal when it cannot).
+    fn write_batch(&mut self, batch: Vec<RecordMsg>) {
+        let rows: Vec<Row> = batch.into_iter().map(|msg| self.row(msg)).collect();
+        self.write(rows);
+    }
+
+    /// Writes rows after any backlog: to the database when it takes them, else to the journal.
+    fn write(&mut self, rows: Vec<Row>) {
+        if self.backlog() > 0 && Instant::now() >= self.next_attempt {
+            self.replay();
+        }
+        if self.backlog() == 0 && !rows.is_empty() {
+            match commit(&self.conn, &rows) {
+                Ok(()) => {
+                    self.committed(&rows);
+                    return;
+                }
+                Err(e) => self.failed(&e.to_string(), rows.len()),
+            }
+        }
+        self.spill(rows);
+    }
+
+    /// Tries to move the backlog (journal, then memory) into the database.
+    pub(super) fn replay(&mut self) {
+        let mut rows = match self.journal.read() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(
+                    "journal {}: cannot read it: {e}",
+                    self.journal.path().display()
+                );
+                Vec::new()
+            }
+        };
+        rows.extend(self.held.iter().cloned());
+        match commit(&self.conn, &rows) {
+            Ok(()) => {
+                if let Err(e) = self.journal.clear() {
+                    // The rows are in the database; a replay of them again changes nothing.
+                    tracing::error!(
+                        "journal {}: cannot empty it: {e}",
+                        self.journal.path().display()
+                    );
+                }
+                self.held.clear();
+                self.backoff = super::writer::RETRY_MIN;
+                tracing::info!(
+                    "database {}: {} waiting records written",
+                    self.db_path.display(),
+                    rows.len()
+                );
+                self.committed(&rows);
+            }
+            Err(e) => {
+                self.failed(&e.to_string(), rows.len());
+                // Move what memory holds to the journal, if the journal takes it now.
+                if !self.held.is_empty() && self.journal.append(&self.held).is_ok() {
+                    self.held.clear();
+                }
+            }
+        }
+        self.gauges();
+    }
+
+    /// Rows the database refused: to the journal (after what memory already holds), else to memory.
+    fn spill(&mut self, rows: Vec<Row>) {
+        if rows.is_empty() {
+            return;
+        }
+        if self.held.is_empty() {
+            match self.journal.append(&rows) {
+                Ok(()) => {
+                    self.gauges();
+                    return;
+                }
+                Err(e) => tracing::error!(
+                    "journal {}: cannot write {} records: {e}; holding them in memory (ALARM)",
+                    self.journal.path().display(),
+                    rows.len()
+                ),
+            }
+        }
+        let room = super::writer::MAX_HELD.saturating_sub(self.held.len());
+        if rows.len() > room {
+            let lost = rows.len() - room;
+            self.counters
+                .records_lost
+                .fetch_add(lost as u64, Ordering::Relaxed);
+            tracing::error!(
+                "{lost} records LOST: neither the database nor the journal takes writes and memory holds {} already",
+                self.held.len()
+            );
+        }
+        self.held.extend(rows.into_iter().take(room));
+        self.gauges();
+    }
+
+    fn failed(&mut self, error: &str, rows: usize) {
+        bump(&self.counters.record_write_failures);
+        tracing::error!(
+            "database {}: cannot write {rows} records: {error}; they wait in the journal, retried in {} ms",
+            self.db_path.display(),
+            self.backoff.as_millis()
+        );
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(super::writer::RETRY_MAX);
+    }
+
+    /// The backlog and the alarm, as the counters show them.
+    fn gauges(&self) {
+        let c = &self.counters;
+        c.records_waiting.store(self.backlog(), Ordering::Relaxed);
+        c.records_alarm
+            .store(u64::from(!self.held.is_empty()), Ordering::Relaxed);
+    }
+
+    /// Rows are in the database: count them and tell the listeners.
+    fn committed(&mut self, rows: &[Row]) {
+        self.written += rows.len() as u64;
+        self.gauges();
+        if let Some(notify) = &self.notify {
+            for event in rows.iter().filter_map(recorded) {
+                // An error only means that no page is listening.
+                let _ = notify.send(event);
+            }
+        }
+    }
+
+    /// A message as a row; a part's images are saved first.
+    fn row(&mut self, msg: RecordMsg) -> Row {
+        match msg {
+            RecordMsg::Insert(record) => Row::Part(Box::new(self.part_row(*record))),
+            RecordMsg::Shadow(s) => Row::Shadow(ShadowRow {
+                part_id: s.part_id,
+                model_name: s.model.name,
+                model_version: s.model.version,
+                model_sha256: s.model.sha256,
+                score: s.score.as_ref().ok().copied(),
+                threshold: s.model.threshold,
+                error: s.score.err(),
+                scored_us: s.scored_us,
+            }),
+            RecordMsg::Actuated { part_id, outcome } => match outcome {
+                PlcOutcome::Delivered { actuated_us } => Row::Delivered {
+                    part_id,
+                    actuated_us,
+                },
+                PlcOutcome::Undelivered { detail } => Row::Undelivered { part_id, detail },
+                PlcOutcome::RejectedAtGate { detail } => Row::RejectedAtGate { part_id, detail },
+            },
+        }
+    }
+
+    fn part_row(&mut self, mut r: PartRecord) -> PartRow {
+        let image = r.image.take();
+        let image_path = image
+            .as_ref()
+            .and_then(|img| self.save_image(&r.part_id, img));
+        let heatmap_path = match (&image_path, r.heatmap.take()) {
+            (Some(_), Some(drawing)) => {
+                let name = format!("{}.heat", r.part_id);
+                self.save_drawing(&name, &*drawing, image.as_ref())
+            }
+            _ => None,
+        };
+        let acoustic = r.acoustic.take().map(|mut a| {
+            let name = format!("{}.spectrogram", r.part_id);
+            let spectrogram_path = a
+                .spectrogram
+                .take()
+                .and_then(|drawing| self.save_drawing(&name, &*drawing, image.as_ref()));
+            AcousticRow {
+                score: a.score,
+                threshold: a.model.threshold,
+                model_name: a.model.name,
+                model_version: a.model.version,
+                model_sha256: a.model.sha256,
+                truth: a.truth,
+                spectrogram_path,
+            }
+        });
+        PartRow {
+            run_id: self.run_id,
+            seq: r.seq,
+            origin: r.origin,
+            truth: r.truth,
+            triggered_us: r.triggered_us,
+            captured_us: r.captured_us,
+            preprocessed_us: r.preprocessed_us,
+            inferred_us: r.inferred_us,
+            decided_us: r.decided_us,
+            score: r.score,
+            threshold: r.model.threshold,
+            verdict: r.verdict.as_str().into(),
+            reasons: r.reasons_json,
+            result_code: r.result_code,
+            plc_status: r.plc_status.into(),
+            model_name: r.model.name,
+            model_version: r.model.version,
+            model_sha256: r.model.sha256,
+            image_path,
+            heatmap_path,
+            acoustic,
+            part_id: r.part_id,
+        }
+    }
+
+    /// Draws an image of the part (heat map, spectrogram) and saves it as `<name>.png`; a failed drawing is
+    /// logged, counted and leaves no file.
+    fn save_drawing(
+        &mut self,
+        name: &str,
+        drawing: &dyn Drawing,
+        frame: Option<&Mat>,
+    ) -> Option<String> {
+        match drawing.draw(frame) {
+            Ok(image) => self.save_image(name, &image),
+            Err(e) => {
+                bump(&self.counters.images_failed);
+                tracing::error!("{name}: cannot draw it: {e}");
+                None
+            }
+        }
+    }
+
+    /// Saves `<name>.png` in the run's image folder; returns its path relative to the data folder. A failure is
+    /// logged and counted; the row is written without the image.
+    fn save_image(&mut self, name: &str, image: &Mat) -> Option<String> {
+        if let Err(e) = std::fs::create_dir_all(&self.images_dir) {
+            bump(&self.counters.images_failed);
+            tracing::error!("cannot create {}: {e}", self.images_dir.display());
+            return None;
+        }
+        let path = self.images_dir.join(format!("{name}.png"));
+        match imgcodecs::imwrite(&path, image, &Vector::new()) {
+            Ok(true) => Some(
+                path.strip_prefix(&self.data_dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            other => {
+                bump(&self.counters.images_failed);
+                tracing::error!("cannot write image {}: {other:?}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Closes the run (through the same path as every record: journaled when the database cannot take it).
+    fn finish(&mut self) {
+        let finished_us = crate::clock::Clock::new().now_us();
+        self.write(vec![Row::RunEnd {
+            run_id: self.run_id,
+            finished_us,
+        }]);
+        if self.backlog() > 0 {
+            tracing::error!(
+                "{} records could not reach the database {}; they wait in the journal {} and are written at the next start",
+                self.backlog(),
+                self.db_path.display(),
+                self.journal.path().display()
+            );
+        }
+    }
+}
+
+/// What the listeners are told about a row written.
+fn recorded(row: &Row) -> Option<Recorded> {
+    Some(match row {
+        Row::Part(r) => Recorded::Part(PartSummary {
+            part_id: r.part_id.clone(),
+            seq: r.seq,
+            decided_us: r.decided_us,
+            verdict: if r.verdict == "PASS" {
+                "PASS"
+            } else {
+                "REJECT"
+            },
+            score: r.score,
+            threshold: r.threshold,
+            reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
+            image_path: r.image_path.clone(),
+            latency_ms: (r.decided_us - r.triggered_us) as f64 / 1e3,
+        }),
+        Row::Delivered { part_id, .. } => Recorded::Plc {
+            part_id: part_id.clone(),
+            delivered: true,
+        },
+        Row::Undelivered { part_id, .. } | Row::RejectedAtGate { part_id, .. } => Recorded::Plc {
+            part_id: part_id.clone(),
+            delivered: false,
+        },
+        Row::Shadow(_) | Row::RunEnd { .. } => return None,
+    })
+}
+
+/// The writer task: batches messages until the channel closes, retrying any backlog with backoff; then closes
+/// the run. Returns the store.
+pub async fn run_writer(mut store: Store, mut rx: Receiver<RecordMsg>) -> Store {
+    let mut open = true;
+    let mut closed_at = None;
+    loop {
+        let mut batch = Vec::new();
+        let retry_in = store.next_attempt.saturating_duration_since(Instant::now());
+        if open {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => {
+                        batch.push(msg);
+                        while batch.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(msg) => batch.push(msg),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => open = false,
+                },
+                _ = tokio::time::sleep(retry_in), if store.backlog() > 0 => {}
+            }
+        }
+        if !open {
+            if store.backlog() == 0 && batch.is_empty() {
+                break;
+            }
+            let since = *closed_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= DRAIN_RETRY {
+                break;
+            }
+            if batch.is_empty() {
+                tokio::time::sleep(retry_in.min(DRAIN_RETRY)).await;
+            }
+        }
+        store = blocking(store, move |s| s.write_batch(batch)).await;
+    }
+    blocking(store, Store::finish).await
+}
+
+async fn blocking(mut store: Store, f: impl FnOnce(&mut Store) + Send + 'static) -> Store {
+    match tokio::task::spawn_blocking(move || {
+        f(&mut store);
+        store
+    })
+    .await
+    {
+        Ok(store) => store,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
