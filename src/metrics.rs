@@ -37,6 +37,12 @@ pub struct Counters {
     pub records_lost: AtomicU64,
     /// Image files (frames, heat maps, spectrograms) that could not be written; their rows were.
     pub images_failed: AtomicU64,
+    /// Parts whose images retention removed to keep the disk quota, and of those, unreviewed rejects removed
+    /// because the emergency floor was reached.
+    pub images_pruned: AtomicU64,
+    pub images_pruned_emergency: AtomicU64,
+    /// Bytes of images in the images folder (a gauge kept by the record writer).
+    pub images_bytes: AtomicU64,
 }
 
 pub fn bump(counter: &AtomicU64) {
@@ -169,6 +175,11 @@ pub struct RunSummary {
     pub records_waiting: u64,
     pub records_lost: u64,
     pub images_failed: u64,
+    /// Parts whose images retention removed (of those, unreviewed rejects in an emergency), and the images
+    /// folder's size at the end.
+    pub images_pruned: u64,
+    pub images_pruned_emergency: u64,
+    pub images_mb: f64,
     /// Acoustic figures, when the station listened.
     pub acoustic: Option<AcousticSummary>,
 }
@@ -310,6 +321,11 @@ impl fmt::Display for RunSummary {
             spread(f, "acoustic", a.latency)?;
         }
         write!(f, "  records      {}", self.database)?;
+        write!(
+            f,
+            "\n               images {:.1} MB  removed by retention {} (unreviewed rejects, emergency: {})",
+            self.images_mb, self.images_pruned, self.images_pruned_emergency
+        )?;
         if self.record_write_failures
             + self.records_waiting
             + self.records_lost

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 pub mod config;
 pub mod journal;
+pub mod retention;
 pub mod rows;
 pub mod writer;
 
@@ -59,6 +60,11 @@ pub struct Store {
     next_attempt: std::time::Instant,
     backoff: std::time::Duration,
     counters: Arc<Counters>,
+    /// The images folder's quota, its size now, and when retention last looked.
+    quota: retention::Quota,
+    images_root: PathBuf,
+    images_bytes: u64,
+    retention_at: std::time::Instant,
     /// Told about every part written (the live review page listens here).
     pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
@@ -159,6 +165,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_REVIEWS,
     SCHEMA_SHADOW,
     SCHEMA_RUN_END,
+    SCHEMA_RETENTION,
 ];
 
 /// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
@@ -180,6 +187,11 @@ CREATE TABLE shadow_scores (
 /// killed or lost power; `finished_us` is then its last part's verdict).
 const SCHEMA_RUN_END: &str = "
 ALTER TABLE runs ADD COLUMN end_reason TEXT;
+";
+
+/// Retention: when the quota removed a part's images (its row stays).
+const SCHEMA_RETENTION: &str = "
+ALTER TABLE parts ADD COLUMN images_pruned_us INTEGER;
 ";
 
 /// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout for
@@ -283,6 +295,10 @@ impl Store {
             next_attempt: std::time::Instant::now(),
             backoff: writer::RETRY_MIN,
             counters,
+            quota: config.quota.clone(),
+            images_root: config.images_dir.clone(),
+            images_bytes: retention::folder_bytes(&config.images_dir),
+            retention_at: std::time::Instant::now(),
             notify: None,
         })
     }

@@ -18,6 +18,7 @@ use opencv::core::{Mat, Vector};
 use opencv::imgcodecs;
 use tokio::sync::mpsc::Receiver;
 
+use super::retention::{self, Disk, excess};
 use super::rows::{AcousticRow, PartRow, Row, ShadowRow};
 use super::{PartSummary, Recorded, Store, commit};
 use crate::metrics::bump;
@@ -30,6 +31,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 pub const MAX_HELD: usize = 100_000;
 /// At shutdown, how long the writer keeps retrying a backlog before leaving it in the journal for the next start.
 pub const DRAIN_RETRY: Duration = Duration::from_secs(3);
+/// How often retention looks at the quota, at most.
+const RETENTION_EVERY: Duration = Duration::from_secs(1);
 /// Messages written in one transaction, at most.
 const BATCH: usize = 256;
 
@@ -38,6 +41,42 @@ impl Store {
     fn write_batch(&mut self, batch: Vec<RecordMsg>) {
         let rows: Vec<Row> = batch.into_iter().map(|msg| self.row(msg)).collect();
         self.write(rows);
+        self.retain();
+    }
+
+    /// Keeps the images under their quota (at most once a second; only while the database takes writes).
+    fn retain(&mut self) {
+        if self.retention_at.elapsed() < RETENTION_EVERY || self.backlog() > 0 {
+            return;
+        }
+        self.retention_at = Instant::now();
+        let disk = match Disk::of(&self.images_root) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(
+                    "retention: cannot read the disk of {}: {e}",
+                    self.images_root.display()
+                );
+                return;
+            }
+        };
+        if excess(&self.quota, self.images_bytes, disk) == 0 {
+            return;
+        }
+        match retention::enforce(
+            &self.conn,
+            &self.data_dir,
+            &self.quota,
+            self.images_bytes,
+            disk,
+            &self.counters,
+        ) {
+            Ok(freed) => self.images_bytes = self.images_bytes.saturating_sub(freed),
+            Err(e) => tracing::error!("retention: {e}"),
+        }
+        self.counters
+            .images_bytes
+            .store(self.images_bytes, Ordering::Relaxed);
     }
 
     /// Writes rows after any backlog: to the database when it takes them, else to the journal.
@@ -270,12 +309,18 @@ impl Store {
         }
         let path = self.images_dir.join(format!("{name}.png"));
         match imgcodecs::imwrite(&path, image, &Vector::new()) {
-            Ok(true) => Some(
-                path.strip_prefix(&self.data_dir)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
+            Ok(true) => {
+                self.images_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+                self.counters
+                    .images_bytes
+                    .store(self.images_bytes, Ordering::Relaxed);
+                Some(
+                    path.strip_prefix(&self.data_dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            }
             other => {
                 bump(&self.counters.images_failed);
                 tracing::error!("cannot write image {}: {other:?}", path.display());
@@ -286,6 +331,9 @@ impl Store {
 
     /// Closes the run (through the same path as every record: journaled when the database cannot take it).
     fn finish(&mut self) {
+        // The quota holds at the end of a run too, not only a second ago.
+        self.retention_at = Instant::now() - RETENTION_EVERY;
+        self.retain();
         let finished_us = crate::clock::Clock::new().now_us();
         self.write(vec![Row::RunEnd {
             run_id: self.run_id,

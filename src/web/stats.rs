@@ -28,7 +28,8 @@ pub fn router() -> Router<AppState> {
 /// How long figures from the records are reused (counting a large table is the costly part).
 pub const FIGURES_TTL: Duration = Duration::from_secs(3);
 
-/// Figures from the records (cached for [`FIGURES_TTL`]), the running line's counts when it runs here.
+/// Figures from the records (cached for [`FIGURES_TTL`]): the page counts what was recorded, never what the
+/// line merely judged; records still on their way (the journal) are shown as an alert.
 async fn figures(state: &AppState) -> Result<review::Figures, ApiError> {
     let cached = state
         .figures
@@ -37,7 +38,7 @@ async fn figures(state: &AppState) -> Result<review::Figures, ApiError> {
         .as_ref()
         .filter(|(at, _)| at.elapsed() < FIGURES_TTL)
         .map(|(_, f)| f.clone());
-    let mut figures = match cached {
+    let figures = match cached {
         Some(f) => f,
         None => {
             let margin = state.web.uncertain_margin;
@@ -50,15 +51,6 @@ async fn figures(state: &AppState) -> Result<review::Figures, ApiError> {
             f
         }
     };
-    if let Some(tap) = state.tap.as_ref().filter(|t| t.model.borrow().is_some()) {
-        // The running line's own counters are exact and current; the records may lag a batch or a cache period.
-        let c = &tap.counters;
-        figures.passed = read(&c.passed);
-        figures.rejected = read(&c.rejected);
-        figures.parts = read(&c.parts);
-        figures.yield_pct =
-            (figures.parts > 0).then(|| 100.0 * figures.passed as f64 / figures.parts as f64);
-    }
     Ok(figures)
 }
 
@@ -76,6 +68,13 @@ async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
             "overloaded": read(&c.overloaded),
             "plc_outages": read(&c.plc_outages),
             "plc_undelivered": read(&c.plc_undelivered),
+            "parts_judged": read(&c.parts),
+            "records_waiting": read(&c.records_waiting),
+            "records_alarm": read(&c.records_alarm) > 0,
+            "records_lost": read(&c.records_lost),
+            "record_write_failures": read(&c.record_write_failures),
+            "images_failed": read(&c.images_failed),
+            "images_pruned": read(&c.images_pruned),
         })
     });
     let mut alerts = Vec::new();
@@ -84,6 +83,29 @@ async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
     }
     if running && figures.plc == "down" {
         alerts.push("PLC link down: results are not reaching the PLC".into());
+    }
+    if let Some(tap) = state.tap.as_ref().filter(|_| running) {
+        let c = &tap.counters;
+        if read(&c.records_alarm) > 0 {
+            alerts.push(
+                "RECORDS ALARM: neither the database nor the journal takes records; the PLC sees READY low".into(),
+            );
+        }
+        let waiting = read(&c.records_waiting);
+        if waiting > 0 {
+            alerts.push(format!(
+                "{waiting} record(s) wait in the journal: the database refuses writes (see the log)"
+            ));
+        }
+        if read(&c.records_lost) > 0 {
+            alerts.push(format!("{} record(s) LOST", read(&c.records_lost)));
+        }
+        if read(&c.images_failed) > 0 {
+            alerts.push(format!(
+                "{} image(s) could not be written (disk full or read-only?)",
+                read(&c.images_failed)
+            ));
+        }
     }
     if figures.fail_safe_last_min > 0 {
         alerts.push(format!(

@@ -296,3 +296,71 @@ fn a_restart_after_kill_9_replays_the_journal_and_closes_the_interrupted_run() {
     assert_eq!(finished, last, "an interrupted run ends at its last part");
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_quota_oldest_passed_images_first_and_never_an_unreviewed_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        "[trigger]\ninterval_ms = 30\n[source]\nkind = \"synthetic\"\nseed = 8\ndefect_fraction = 0.1\n\
+         [record]\nsave_passed_every = 1\nmax_disk_mb = 2\n",
+    );
+    let summary = run(&config, Some(120)).await;
+    let data = config.record.images_dir.parent().unwrap().to_path_buf();
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, verdict, image_path, heatmap_path, images_pruned_us FROM parts ORDER BY seq")
+        .unwrap();
+    type Part = (i64, String, Option<String>, Option<String>, Option<i64>);
+    let parts: Vec<Part> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(parts.len(), 120, "retention never removes a row");
+    let size = |p: &Option<String>| {
+        p.as_ref()
+            .map_or(0, |p| std::fs::metadata(data.join(p)).unwrap().len())
+    };
+    let (mut reject_bytes, mut passed_bytes) = (0, 0);
+    for (seq, verdict, image, heat, pruned) in &parts {
+        if verdict == "REJECT" {
+            assert!(
+                image.is_some() && pruned.is_none(),
+                "unreviewed reject {seq} lost its image"
+            );
+            reject_bytes += size(image) + size(heat);
+        } else {
+            // A path in a row always points at a file (size() panics otherwise).
+            passed_bytes += size(image);
+            assert_eq!(image.is_none(), pruned.is_some(), "passed part {seq}");
+        }
+    }
+    let pruned: Vec<i64> = parts
+        .iter()
+        .filter(|p| p.4.is_some())
+        .map(|p| p.0)
+        .collect();
+    let kept: Vec<i64> = parts
+        .iter()
+        .filter(|p| p.1 == "PASS" && p.2.is_some())
+        .map(|p| p.0)
+        .collect();
+    assert!(!pruned.is_empty(), "nothing was removed: {summary}");
+    assert_eq!(summary.images_pruned, pruned.len() as u64);
+    assert_eq!(summary.images_pruned_emergency, 0);
+    // Oldest first: every passed image still kept is newer than every one removed.
+    if let (Some(newest_pruned), Some(oldest_kept)) = (pruned.iter().max(), kept.iter().min()) {
+        assert!(
+            oldest_kept > newest_pruned,
+            "kept {kept:?}, removed {pruned:?}"
+        );
+    }
+    let quota = 2 * 1024 * 1024;
+    assert!(
+        reject_bytes + passed_bytes <= quota || passed_bytes == 0,
+        "{passed_bytes} B of passed images beside {reject_bytes} B of rejects, over the {quota} B quota"
+    );
+}
