@@ -42,26 +42,35 @@ impl Problems {
         });
     }
 
-    /// Deserializes one section (`unknown fields` refused by its raw type); on error records it with its path and
-    /// carries on with the defaults, so one section's type error does not hide the others' problems.
+    /// Deserializes one section (`unknown fields` refused by its raw type). A field that does not fit is
+    /// recorded with its path and left out, and the section is read again without it, so that one bad field
+    /// hides neither the section's other problems nor the other sections' (the rest carry on with defaults).
     pub fn section<T: DeserializeOwned + Default>(&mut self, table: &toml::Table, name: &str) -> T {
         let Some(value) = table.get(name) else {
             return T::default();
         };
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(raw) => raw,
-            Err(err) => {
-                let inner = err.path().to_string();
-                let field = if inner == "." || inner.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{name}.{inner}")
-                };
-                let message = err.into_inner().message().to_string();
-                self.problem(&field, message);
-                T::default()
+        let mut value = value.clone();
+        // Each pass removes one bad field; a section has far fewer fields than this.
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(raw) => return raw,
+                Err(err) => {
+                    let path = err.path().to_string();
+                    let field = if path == "." || path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{name}.{path}")
+                    };
+                    let message = err.into_inner().message().to_string();
+                    let removed = remove_at(&mut value, &path, &message);
+                    self.problem(&field, message);
+                    if !removed {
+                        return T::default();
+                    }
+                }
             }
         }
+        T::default()
     }
 
     /// A path from the file, resolved against the config file's folder.
@@ -114,5 +123,109 @@ impl Problems {
                 PathBuf::new()
             }
         }
+    }
+}
+
+/// Removes the field a deserialisation error points at (`a.b`, `recipe[1].roi`, or an unknown field named in the
+/// message at that level); false when there is nothing to remove.
+fn remove_at(value: &mut toml::Value, path: &str, message: &str) -> bool {
+    let mut segments: Vec<String> = path
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    // `unknown field `x``: serde points at the table holding it.
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        && segments.last().map(String::as_str) != Some(unknown)
+    {
+        segments.push(unknown.to_string());
+    }
+    let Some(last) = segments.pop() else {
+        return false;
+    };
+    let mut here = value;
+    for seg in &segments {
+        here = match step(here, seg) {
+            Some(next) => next,
+            None => return false,
+        };
+    }
+    match (here, index_of(&last)) {
+        (toml::Value::Array(a), Some(("", i))) if i < a.len() => {
+            a.remove(i);
+            true
+        }
+        (toml::Value::Table(t), None) => t.remove(&last).is_some(),
+        (toml::Value::Table(t), Some((key, i))) => match t.get_mut(key) {
+            Some(toml::Value::Array(a)) if i < a.len() => {
+                // An element of an array of tables: drop the element's bad field, or the element.
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        (toml::Value::Array(a), _) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// One step down a path segment: `key`, `key[i]` or `i`.
+fn step<'a>(value: &'a mut toml::Value, seg: &str) -> Option<&'a mut toml::Value> {
+    match index_of(seg) {
+        Some(("", i)) => value.get_mut(i),
+        Some((key, i)) => value.get_mut(key)?.get_mut(i),
+        None => match seg.parse::<usize>() {
+            Ok(i) if value.is_array() => value.get_mut(i),
+            _ => value.get_mut(seg),
+        },
+    }
+}
+
+/// `key[i]` as `(key, i)`.
+fn index_of(seg: &str) -> Option<(&str, usize)> {
+    let (key, rest) = seg.split_once('[')?;
+    Some((key, rest.strip_suffix(']')?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Raw {
+        a: Option<u64>,
+        b: Option<String>,
+        c: Option<bool>,
+    }
+
+    #[test]
+    fn every_bad_field_of_a_section_is_reported_not_only_the_first() {
+        let table: toml::Table =
+            toml::from_str("[s]\na = \"x\"\nb = 3\nc = true\nd = 1\n").unwrap();
+        let mut p = Problems::new(Path::new("."));
+        let raw: Raw = p.section(&table, "s");
+        let fields: Vec<&str> = p.list.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields.len(), 3, "{:?}", p.list);
+        for f in ["s.a", "s.b", "s.d"] {
+            assert!(fields.contains(&f), "{f} missing in {fields:?}");
+        }
+        // What was right is kept.
+        assert_eq!(raw.c, Some(true));
+
+        // Arrays of tables: each bad field of each element.
+        let table: toml::Table = toml::from_str("[[r]]\na = \"x\"\nb = 2\n[[r]]\nc = 5\n").unwrap();
+        let mut p = Problems::new(Path::new("."));
+        let _: Vec<Raw> = p.section(&table, "r");
+        assert_eq!(p.list.len(), 3, "{:?}", p.list);
     }
 }

@@ -16,13 +16,22 @@ pub struct RawSource {
     path: Option<PathBuf>,
     #[serde(rename = "loop")]
     looping: Option<bool>,
+    max_pixels: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     Synthetic(SyntheticParams),
-    Folder { path: PathBuf, looping: bool },
-    Video { path: PathBuf, looping: bool },
+    /// Image files replayed; a file whose header says more than `max_pixels` is refused before decoding.
+    Folder {
+        path: PathBuf,
+        looping: bool,
+        max_pixels: u64,
+    },
+    Video {
+        path: PathBuf,
+        looping: bool,
+    },
 }
 
 pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
@@ -35,6 +44,7 @@ pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
                 &[
                     ("path", raw.path.is_some()),
                     ("loop", raw.looping.is_some()),
+                    ("max_pixels", raw.max_pixels.is_some()),
                 ],
             );
             let defect_fraction = raw.defect_fraction.unwrap_or(0.2);
@@ -67,8 +77,14 @@ pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
             };
             let looping = raw.looping.unwrap_or(false);
             if kind == "folder" {
-                SourceConfig::Folder { path, looping }
+                let max_pixels = p.positive("source.max_pixels", raw.max_pixels, 50_000_000);
+                SourceConfig::Folder {
+                    path,
+                    looping,
+                    max_pixels,
+                }
             } else {
+                p.unused("source", kind, &[("max_pixels", raw.max_pixels.is_some())]);
                 SourceConfig::Video { path, looping }
             }
         }

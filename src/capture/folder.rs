@@ -21,10 +21,11 @@ pub struct FolderSource {
     files: Vec<PathBuf>,
     looping: bool,
     next: usize,
+    max_pixels: u64,
 }
 
 impl FolderSource {
-    pub fn open(root: &Path, looping: bool) -> Result<Self, SourceError> {
+    pub fn open(root: &Path, looping: bool, max_pixels: u64) -> Result<Self, SourceError> {
         let mut files = Vec::new();
         collect_images(root, &mut files).map_err(|e| SourceError::Folder {
             path: root.display().to_string(),
@@ -42,6 +43,7 @@ impl FolderSource {
             files,
             looping,
             next: 0,
+            max_pixels,
         })
     }
 
@@ -70,6 +72,52 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Width and height from an image file's header (PNG, JPEG, BMP, PGM/PPM), read before decoding; `None` for
+/// other formats (TIFF) or a header that cannot be read, which the decoder then judges.
+pub fn header_size(bytes: &[u8]) -> Option<(u64, u64)> {
+    let be32 = |b: &[u8]| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let be16 = |b: &[u8]| u64::from(u16::from_be_bytes([b[0], b[1]]));
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
+        return Some((be32(&bytes[16..20]), be32(&bytes[20..24])));
+    }
+    let dib = |b: &[u8]| u32::from_le_bytes([b[14], b[15], b[16], b[17]]);
+    if bytes.starts_with(b"BM")
+        && bytes.len() >= 26
+        && matches!(dib(bytes), 40 | 52 | 56 | 108 | 124)
+    {
+        let le = |b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]).unsigned_abs();
+        return Some((u64::from(le(&bytes[18..22])), u64::from(le(&bytes[22..26]))));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        // Walk the JPEG segments to the first start-of-frame marker.
+        let mut i = 2;
+        while i + 9 < bytes.len() {
+            if bytes[i] != 0xFF {
+                return None;
+            }
+            let marker = bytes[i + 1];
+            let len = be16(&bytes[i + 2..i + 4]) as usize;
+            let sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+            if sof {
+                return Some((be16(&bytes[i + 7..i + 9]), be16(&bytes[i + 5..i + 7])));
+            }
+            i += 2 + len;
+        }
+        return None;
+    }
+    if bytes.len() > 3 && bytes[0] == b'P' && matches!(bytes[1], b'2' | b'3' | b'5' | b'6') {
+        // Netpbm: magic, then width and height as text (comments start with '#').
+        let text = String::from_utf8_lossy(&bytes[2..bytes.len().min(256)]);
+        let mut numbers = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .flat_map(str::split_whitespace)
+            .map(str::parse::<u64>);
+        return Some((numbers.next()?.ok()?, numbers.next()?.ok()?));
+    }
+    None
+}
+
 impl FrameSource for FolderSource {
     fn grab(&mut self) -> Result<Frame, FrameError> {
         if self.next >= self.files.len() {
@@ -89,8 +137,29 @@ impl FrameSource for FolderSource {
             path: shown.clone(),
             source,
         })?;
-        let buf = Mat::from_slice(&bytes)?;
-        let image = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR)?;
+        if bytes.is_empty() {
+            return Err(FrameError::Decode {
+                path: shown,
+                detail: "the file is empty (0 bytes)".into(),
+            });
+        }
+        if let Some((width, height)) = header_size(&bytes)
+            && width * height > self.max_pixels
+        {
+            return Err(FrameError::TooLarge {
+                path: shown,
+                width,
+                height,
+                pixels: width * height,
+                max_pixels: self.max_pixels,
+            });
+        }
+        let decode_err = |e: opencv::Error| FrameError::Decode {
+            path: shown.clone(),
+            detail: e.message,
+        };
+        let buf = Mat::from_slice(&bytes).map_err(decode_err)?;
+        let image = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(decode_err)?;
         if image.empty() {
             return Err(FrameError::Corrupt { path: shown });
         }
@@ -114,5 +183,29 @@ impl FrameSource for FolderSource {
             self.files.len(),
             if self.looping { ", looping" } else { "" }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::core::{Scalar, Vector};
+
+    #[test]
+    fn header_sizes_match_what_opencv_writes() {
+        let image =
+            Mat::new_rows_cols_with_default(30, 70, opencv::core::CV_8UC3, Scalar::all(9.0))
+                .unwrap();
+        for ext in [".png", ".jpg", ".bmp", ".ppm"] {
+            let mut buf = Vector::<u8>::new();
+            imgcodecs::imencode(ext, &image, &mut buf, &Vector::new()).unwrap();
+            assert_eq!(header_size(buf.as_slice()), Some((70, 30)), "{ext}");
+        }
+        assert_eq!(header_size(b"not an image"), None);
+        // A PNG signature without its IHDR chunk is left to the decoder.
+        assert_eq!(
+            header_size(b"\x89PNG\r\n\x1a\n this is not a picture"),
+            None
+        );
     }
 }

@@ -27,6 +27,18 @@ pub use config::SourceConfig;
 pub enum FrameError {
     #[error("cannot decode image {path}: not a readable image (corrupt or unsupported)")]
     Corrupt { path: String },
+    #[error("cannot decode image {path}: {detail}")]
+    Decode { path: String, detail: String },
+    #[error(
+        "image {path} is {width}x{height} ({pixels} pixels): over source.max_pixels ({max_pixels}); not decoded"
+    )]
+    TooLarge {
+        path: String,
+        width: u64,
+        height: u64,
+        pixels: u64,
+        max_pixels: u64,
+    },
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -67,9 +79,11 @@ pub fn open(config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> 
         SourceConfig::Synthetic(params) => {
             Box::new(synthetic::SyntheticConveyor::new(params.clone()))
         }
-        SourceConfig::Folder { path, looping } => {
-            Box::new(folder::FolderSource::open(path, *looping)?)
-        }
+        SourceConfig::Folder {
+            path,
+            looping,
+            max_pixels,
+        } => Box::new(folder::FolderSource::open(path, *looping, *max_pixels)?),
         SourceConfig::Video { path, looping } => {
             Box::new(video::VideoSource::open(path, *looping)?)
         }

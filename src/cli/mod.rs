@@ -248,7 +248,19 @@ fn exit_code(err: &anyhow::Error) -> i32 {
     {
         2
     } else if err.chain().any(|e| {
-        e.is::<ModelError>()
+        // `PipelineError` wraps these transparently: the chain shows the pipeline error, not the model's.
+        let refused_by_the_line = e
+            .downcast_ref::<crate::pipeline::PipelineError>()
+            .is_some_and(|p| {
+                matches!(
+                    p,
+                    crate::pipeline::PipelineError::Model(_)
+                        | crate::pipeline::PipelineError::Acoustic(_)
+                        | crate::pipeline::PipelineError::AcousticMismatch { .. }
+                )
+            });
+        refused_by_the_line
+            || e.is::<ModelError>()
             || e.is::<crate::acoustic::AcousticError>()
             || e.is::<crate::model::registry::RegistryError>()
     }) {

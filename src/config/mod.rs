@@ -216,7 +216,8 @@ fn station(p: &mut Problems, raw: RawStation) -> StationConfig {
 }
 
 /// The checks that span sections: a PLC trigger needs a real PLC link (and one that can set the input it
-/// watches), and a part's sound must be in before its deadline.
+/// watches), a part's sound window must not overlap the next part's at the trigger's rate, and it must be in
+/// before the part's deadline.
 fn cross_checks(p: &mut Problems, config: &Config) {
     if let TriggerConfig::Plc { input_kind, .. } = config.trigger {
         if matches!(config.plc.link, PlcLink::Off | PlcLink::Simulated) {
@@ -232,6 +233,17 @@ fn cross_checks(p: &mut Problems, config: &Config) {
                 "a PLC cannot write the station's discrete inputs: use \"command\" or \"coil\" with plc.role = \"server\"",
             );
         }
+    }
+    if let (Some(audio), TriggerConfig::Interval { interval_ms }) = (&config.audio, &config.trigger)
+        && audio.pre_ms + audio.post_ms > *interval_ms
+    {
+        p.problem(
+            "audio.post_ms",
+            format!(
+                "each part's sound window (pre_ms + post_ms = {} ms) overlaps the next part's at trigger.interval_ms = {interval_ms}: a part would be judged by its neighbour's sound",
+                audio.pre_ms + audio.post_ms
+            ),
+        );
     }
     if let Some(audio) = &config.audio
         && audio.post_ms >= config.decision.deadline_ms
@@ -342,5 +354,55 @@ mod tests {
     fn syntax_errors_give_line_and_column() {
         let err = Config::parse("[station]\nname = \n", "x.toml", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_planted_problem_is_reported_even_several_in_one_section() {
+        let text = r#"
+            [station]
+            queue_depth = "many"
+            name = 3
+            [trigger]
+            interval_ms = 20
+            [source]
+            seed = "x"
+            defect_fraction = "y"
+            colour = "red"
+            [model]
+            dir = "m"
+            threads = -1
+            [decision]
+            deadline_ms = 100
+            [audio]
+            kind = "synthetic"
+            model_dir = "a"
+            pre_ms = 5
+            post_ms = 40
+            ring_s = "long"
+        "#;
+        let err = Config::parse(text, "bad.toml", Path::new(".")).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "station.queue_depth",
+            "station.name",
+            "source.seed",
+            "source.defect_fraction",
+            "source.colour",
+            "model.threads",
+            "audio.ring_s",
+            "audio.post_ms",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "missing {expected} in {fields:?}"
+            );
+        }
+        assert!(
+            err.to_string().contains("overlaps the next part's"),
+            "{err}"
+        );
     }
 }

@@ -248,3 +248,18 @@ fn ctrl_c_finishes_the_parts_in_flight_and_flushes_the_records() {
         .unwrap();
     assert!(finished.is_some(), "the run is closed");
 }
+
+#[test]
+fn run_with_a_refused_model_exits_3_naming_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("empty-model")).unwrap();
+    std::fs::write(
+        dir.path().join("station.toml"),
+        "[model]\ndir = \"empty-model\"\n[plc]\nkind = \"off\"\n",
+    )
+    .unwrap();
+    let out = station(&["run", "--quiet", "--max-parts", "1"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("empty-model"), "{stderr}");
+}

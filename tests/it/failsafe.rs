@@ -256,3 +256,50 @@ async fn a_stalled_source_is_a_frame_fault_and_the_line_recovers() {
         "{last:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_file_and_a_huge_image_are_frame_faults_that_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let truths = parts(dir.path(), 6);
+    let part = |seq: usize| {
+        dir.path()
+            .join("parts")
+            .join(truths[seq - 1])
+            .join(format!("part-{seq:06}.png"))
+    };
+    std::fs::write(part(2), b"").unwrap();
+    // A real PNG header announcing 20000 x 20000 pixels: refused from the header, never decoded.
+    let mut huge = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    huge.extend_from_slice(&20_000u32.to_be_bytes());
+    huge.extend_from_slice(&20_000u32.to_be_bytes());
+    huge.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0, 0]);
+    std::fs::write(part(4), &huge).unwrap();
+    let config = folder_config(dir.path(), 50, 5000, "[plc]\nkind = \"off\"");
+    let summary = run(&config, None).await;
+    assert_eq!(summary.parts, 6);
+    assert_eq!(summary.frame_faults, 2);
+    let rows = rows(&config);
+    let detail = |seq: usize| {
+        rows[seq - 1].reasons[0]["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(rows[1].reason_codes(), ["frame_fault"]);
+    assert!(
+        detail(2).contains("part-000002.png") && detail(2).contains("empty"),
+        "{}",
+        detail(2)
+    );
+    assert_eq!(rows[3].reason_codes(), ["frame_fault"]);
+    assert!(
+        detail(4).contains("part-000004.png")
+            && detail(4).contains("20000x20000")
+            && detail(4).contains("max_pixels"),
+        "{}",
+        detail(4)
+    );
+    for row in rows.iter().filter(|r| r.seq != 2 && r.seq != 4) {
+        assert!(row.score.is_some(), "part {} was not inspected", row.seq);
+    }
+}
