@@ -11,6 +11,12 @@ use crate::pipeline::{self, RunOptions};
 
 pub fn run(arg: &ConfigArg, max_parts: Option<u64>, quiet: bool) -> anyhow::Result<()> {
     let config = load_config(arg)?;
+    for problem in config.pace_problems() {
+        tracing::warn!(
+            "{}: {problem} (`station validate` refuses this)",
+            config.file
+        );
+    }
     let rt = runtime()?;
     let summary = rt.block_on(async {
         let tap = LineTap::default();

@@ -12,6 +12,14 @@ use crate::plc::{self, Endpoint, sim::SimPlc};
 
 pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(arg)?;
+    let pace = config.pace_problems();
+    if !pace.is_empty() {
+        return Err(crate::config::ConfigError::Invalid {
+            file: config.file.clone(),
+            problems: pace,
+        }
+        .into());
+    }
     println!("ok  config {}", config.file);
     let model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
     println!(

@@ -216,8 +216,7 @@ fn station(p: &mut Problems, raw: RawStation) -> StationConfig {
 }
 
 /// The checks that span sections: a PLC trigger needs a real PLC link (and one that can set the input it
-/// watches), a part's sound window must not overlap the next part's at the trigger's rate, and it must be in
-/// before the part's deadline.
+/// watches), and a part's sound must be in before its deadline.
 fn cross_checks(p: &mut Problems, config: &Config) {
     if let TriggerConfig::Plc { input_kind, .. } = config.trigger {
         if matches!(config.plc.link, PlcLink::Off | PlcLink::Simulated) {
@@ -234,17 +233,6 @@ fn cross_checks(p: &mut Problems, config: &Config) {
             );
         }
     }
-    if let (Some(audio), TriggerConfig::Interval { interval_ms }) = (&config.audio, &config.trigger)
-        && audio.pre_ms + audio.post_ms > *interval_ms
-    {
-        p.problem(
-            "audio.post_ms",
-            format!(
-                "each part's sound window (pre_ms + post_ms = {} ms) overlaps the next part's at trigger.interval_ms = {interval_ms}: a part would be judged by its neighbour's sound",
-                audio.pre_ms + audio.post_ms
-            ),
-        );
-    }
     if let Some(audio) = &config.audio
         && audio.post_ms >= config.decision.deadline_ms
     {
@@ -255,6 +243,29 @@ fn cross_checks(p: &mut Problems, config: &Config) {
                 config.decision.deadline_ms, audio.post_ms
             ),
         );
+    }
+}
+
+impl Config {
+    /// Problems that depend on the line's pace rather than on the file alone: `station validate` refuses them,
+    /// `station run` warns (a line may run slower than its interval trigger). Today: a part's sound window that
+    /// overlaps the next part's at the interval trigger, so a part would be judged by its neighbour's sound.
+    pub fn pace_problems(&self) -> Vec<Problem> {
+        let mut p = Problems::new(Path::new("."));
+        let config = self;
+        if let (Some(audio), TriggerConfig::Interval { interval_ms }) =
+            (&config.audio, &config.trigger)
+            && audio.pre_ms + audio.post_ms > *interval_ms
+        {
+            p.problem(
+                "audio.post_ms",
+                format!(
+                    "each part's sound window (pre_ms + post_ms = {} ms) overlaps the next part's at trigger.interval_ms = {interval_ms}: a part would be judged by its neighbour's sound",
+                    audio.pre_ms + audio.post_ms
+                ),
+            );
+        }
+        p.list
     }
 }
 
@@ -393,16 +404,29 @@ mod tests {
             "source.colour",
             "model.threads",
             "audio.ring_s",
-            "audio.post_ms",
         ] {
             assert!(
                 fields.contains(&expected),
                 "missing {expected} in {fields:?}"
             );
         }
+        let paced = Config::parse(
+            "[model]\ndir = \"m\"\n[trigger]\ninterval_ms = 25\n[audio]\nkind = \"synthetic\"\nmodel_dir = \"a\"\npre_ms = 5\npost_ms = 40\n",
+            "paced.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        let pace = paced.pace_problems();
+        assert_eq!(pace.len(), 1, "{pace:?}");
         assert!(
-            err.to_string().contains("overlaps the next part's"),
-            "{err}"
+            pace[0].message.contains("overlaps the next part's"),
+            "{pace:?}"
+        );
+        assert!(
+            Config::embedded_default()
+                .unwrap()
+                .pace_problems()
+                .is_empty()
         );
     }
 }

@@ -95,7 +95,9 @@ dir = "models/x"
     assert_eq!(out.status.code(), Some(2));
     let line = stderr_line(&out);
     for expected in [
-        "bad.toml: 5 problems",
+        // A bad field no longer hides its section: `kind = "tcp"` is read, so its missing address shows too.
+        "bad.toml: 6 problems",
+        "plc.address: required with kind = \"tcp\"",
         "trigger.kind: expected \"interval\", \"plc\" or \"http\", got \"sometimes\"",
         "source.seed: not used with kind = \"folder\"",
         "source.path: required with kind = \"folder\"",
@@ -262,4 +264,25 @@ fn run_with_a_refused_model_exits_3_naming_the_model() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("empty-model"), "{stderr}");
+}
+
+#[test]
+fn validate_refuses_sound_windows_that_overlap_at_the_trigger_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("interval_ms = 50", "interval_ms = 25");
+    std::fs::write(&config, text).unwrap();
+    let out = station(
+        &["validate", "--config", &config.to_string_lossy()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("audio.post_ms")
+            && line.contains("overlaps the next part's at trigger.interval_ms = 25"),
+        "{line}"
+    );
 }
