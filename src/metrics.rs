@@ -53,29 +53,85 @@ pub fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-/// Latency samples in milliseconds.
+/// Latency samples in milliseconds, in bounded memory: exact up to `EXACT_CAP` samples, then a histogram of 1%
+/// bins (percentiles within 1%, rounded up) so a line that runs for months keeps a flat footprint; the last
+/// `RECENT` samples are kept apart for the live status line.
 #[derive(Debug, Default, Clone)]
 pub struct Latencies {
-    samples: Vec<f64>,
+    exact: Vec<f64>,
+    histogram: Option<Box<[u32]>>,
+    count: u64,
+    recent: std::collections::VecDeque<f64>,
+}
+
+/// Samples kept exactly before the histogram takes over.
+const EXACT_CAP: usize = 10_000;
+/// Samples the live line's percentiles look at, at most.
+const RECENT: usize = 1000;
+/// Histogram bins: 1% wide from 1 µs up to ~17 minutes.
+const BIN_MIN_MS: f64 = 0.001;
+const BIN_GROWTH: f64 = 1.01;
+const BINS: usize = 2100;
+
+fn bin_of(ms: f64) -> usize {
+    if ms <= BIN_MIN_MS {
+        return 0;
+    }
+    ((ms / BIN_MIN_MS).ln() / BIN_GROWTH.ln())
+        .ceil()
+        .min((BINS - 1) as f64) as usize
+}
+
+fn bin_value(bin: usize) -> f64 {
+    BIN_MIN_MS * BIN_GROWTH.powi(bin as i32)
 }
 
 impl Latencies {
     pub fn push(&mut self, d: Duration) {
-        self.samples.push(d.as_secs_f64() * 1e3);
+        let ms = d.as_secs_f64() * 1e3;
+        self.count += 1;
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(ms);
+        match &mut self.histogram {
+            Some(h) => h[bin_of(ms)] += 1,
+            None if self.exact.len() < EXACT_CAP => self.exact.push(ms),
+            None => {
+                let mut h = vec![0u32; BINS].into_boxed_slice();
+                for v in self.exact.drain(..).chain(std::iter::once(ms)) {
+                    h[bin_of(v)] += 1;
+                }
+                self.exact.shrink_to_fit();
+                self.histogram = Some(h);
+            }
+        }
     }
     pub fn len(&self) -> usize {
-        self.samples.len()
+        self.count as usize
     }
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.count == 0
     }
     /// The `p`-th percentile (0..=100, nearest rank), or None without samples.
     pub fn percentile(&self, p: f64) -> Option<f64> {
-        percentile(&self.samples, p)
+        let Some(h) = &self.histogram else {
+            return percentile(&self.exact, p);
+        };
+        let rank = (((p / 100.0) * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0u64;
+        for (bin, n) in h.iter().enumerate() {
+            seen += u64::from(*n);
+            if seen >= rank {
+                return Some(bin_value(bin));
+            }
+        }
+        None
     }
-    /// Percentile over the most recent `n` samples (for the live line).
+    /// Percentile over the most recent `n` samples (at most 1000; for the live line).
     pub fn recent_percentile(&self, n: usize, p: f64) -> Option<f64> {
-        percentile(&self.samples[self.samples.len().saturating_sub(n)..], p)
+        let recent: Vec<f64> = self.recent.iter().copied().collect();
+        percentile(&recent[recent.len().saturating_sub(n)..], p)
     }
 }
 
@@ -360,6 +416,22 @@ mod tests {
         assert_eq!(l.percentile(100.0), Some(100.0));
         assert_eq!(l.recent_percentile(10, 50.0), Some(95.0));
         assert_eq!(Latencies::default().percentile(50.0), None);
+    }
+
+    #[test]
+    fn a_long_run_keeps_its_percentiles_within_one_percent_in_bounded_memory() {
+        let mut l = Latencies::default();
+        for i in 0..50_000u64 {
+            // 1.000 .. 50.999 ms, uniformly
+            l.push(Duration::from_micros(1000 + (i * 7919) % 50_000));
+        }
+        assert_eq!(l.len(), 50_000);
+        assert!(l.exact.capacity() == 0 && l.histogram.is_some());
+        let p50 = l.percentile(50.0).unwrap();
+        let p99 = l.percentile(99.0).unwrap();
+        assert!((p50 / 26.0 - 1.0).abs() < 0.011, "{p50}");
+        assert!((p99 / 50.5 - 1.0).abs() < 0.011, "{p99}");
+        assert!(l.recent_percentile(1000, 50.0).is_some());
     }
 
     #[test]

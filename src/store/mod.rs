@@ -65,6 +65,7 @@ pub struct Store {
     images_root: PathBuf,
     images_bytes: u64,
     retention_at: std::time::Instant,
+    trimmed_at: std::time::Instant,
     /// Told about every part written (the live review page listens here).
     pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
@@ -299,6 +300,7 @@ impl Store {
             images_root: config.images_dir.clone(),
             images_bytes: retention::folder_bytes(&config.images_dir),
             retention_at: std::time::Instant::now(),
+            trimmed_at: std::time::Instant::now(),
             notify: None,
         })
     }

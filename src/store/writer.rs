@@ -31,6 +31,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 pub const MAX_HELD: usize = 100_000;
 /// At shutdown, how long the writer keeps retrying a backlog before leaving it in the journal for the next start.
 pub const DRAIN_RETRY: Duration = Duration::from_secs(3);
+/// How often freed memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// How often retention looks at the quota, at most.
 const RETENTION_EVERY: Duration = Duration::from_secs(1);
 /// Messages written in one transaction, at most.
@@ -44,8 +46,18 @@ impl Store {
         self.retain();
     }
 
-    /// Keeps the images under their quota (at most once a second; only while the database takes writes).
+    /// Keeps the images under their quota (at most once a second; only while the database takes writes), and
+    /// every `TRIM_EVERY` hands the memory freed by the line's threads back to the system.
     fn retain(&mut self) {
+        if self.trimmed_at.elapsed() >= TRIM_EVERY {
+            self.trimmed_at = Instant::now();
+            // glibc keeps freed memory in per-thread arenas; without this the resident size creeps up over days
+            // while the heap in use stays flat (measured by the soak test).
+            // SAFETY: malloc_trim only releases free memory; it touches no live allocation.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
         if self.retention_at.elapsed() < RETENTION_EVERY || self.backlog() > 0 {
             return;
         }

@@ -11,6 +11,7 @@ mod failsafe;
 mod pipeline;
 mod plc;
 mod records;
+mod soak;
 mod sources;
 mod triggers;
 mod vision;

@@ -364,3 +364,114 @@ async fn retention_keeps_the_quota_oldest_passed_images_first_and_never_an_unrev
         "{passed_bytes} B of passed images beside {reject_bytes} B of rejects, over the {quota} B quota"
     );
 }
+
+/// A small tmpfs of the test's own (the station runs as root here, as on the inspection PC's service account
+/// with CAP_SYS_ADMIN in CI); unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, mb: u64) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot mount a {mb} MB tmpfs on {} (the full-disk test needs root): {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(path.to_path_buf())
+    }
+
+    fn grow(&self, mb: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={mb}m")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot grow {}", self.0.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn on_disk(dir: &Path, disk: &Path, record: &str) -> Config {
+    station(
+        dir,
+        &format!(
+            "[trigger]\ninterval_ms = 40\n[source]\nkind = \"synthetic\"\nseed = 6\n\
+             [record]\nbusy_timeout_ms = 100\nsave_passed_every = 1\ndatabase = \"{}/station.sqlite\"\n\
+             images_dir = \"{}/images\"\njournal = \"{}/journal/records.jsonl\"\n{record}",
+            disk.display(),
+            disk.display(),
+            dir.display()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_no_record_without_retention_and_stays_free_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Retention off: the disk fills; records wait in the journal (on another disk) and land once there is room.
+    let disk = SmallDisk::mount(&dir.path().join("small"), 3);
+    let config = on_disk(
+        dir.path(),
+        &disk.0,
+        "min_free_percent = 0\nemergency_free_percent = 0\n",
+    );
+    let summary = run(&config, Some(120)).await;
+    assert_eq!(summary.parts, 120);
+    assert!(
+        summary.images_failed > 0,
+        "the disk never filled: {summary}"
+    );
+    assert!(summary.record_write_failures > 0, "{summary}");
+    assert!(summary.records_waiting > 0, "{summary}");
+    assert_eq!(summary.records_lost, 0, "{summary}");
+    disk.grow(64);
+    run(&config, Some(2)).await;
+    let first = summary.run_id;
+    let db = &config.record.database;
+    assert_eq!(
+        count(
+            db,
+            &format!("SELECT count(*) FROM parts WHERE run_id = {first}")
+        ),
+        120
+    );
+    assert_eq!(
+        count(
+            db,
+            &format!(
+                "SELECT count(*) FROM parts WHERE run_id = {first} AND plc_status = 'delivered'"
+            )
+        ),
+        120
+    );
+    drop(disk);
+
+    // Retention on: the station keeps half of the disk free; no write ever fails.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("small"), 16);
+    let config = on_disk(dir.path(), &disk.0, "min_free_percent = 50\n");
+    let summary = run(&config, Some(150)).await;
+    assert_eq!(summary.record_write_failures, 0, "{summary}");
+    assert_eq!(summary.images_failed, 0, "{summary}");
+    assert!(summary.images_pruned > 0, "{summary}");
+    assert_eq!(rows(&config).len(), 150);
+    let free = inspection_station::store::retention::Disk::of(&disk.0).unwrap();
+    assert!(
+        free.free_bytes * 100 >= free.total_bytes * 50,
+        "{} of {} bytes free at the end",
+        free.free_bytes,
+        free.total_bytes
+    );
+}
