@@ -143,14 +143,15 @@ pub fn status(arg: &ConfigArg, seconds: f64) -> anyhow::Result<()> {
             status.recipe
         );
         println!(
-            "  counters        triggers {}  refused {}  overruns {}  heartbeat faults {}  late at gate {}  outages {}  reject pulses {}",
+            "  counters        triggers {}  refused {}  overruns {}  heartbeat faults {}  late at gate {}  outages {}  reject pulses {}  missed pulses {}",
             d.triggers,
             d.refused,
             d.overruns,
             d.heartbeat_faults,
             d.gate_fail_safe,
             d.outages,
-            d.reject_pulses
+            d.reject_pulses,
+            d.missed_pulses
         );
         println!(
             "  plc commands    word {:#06b}  part ID {}  recipe {}  encoder {}",

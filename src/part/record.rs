@@ -59,6 +59,9 @@ pub struct PartRecord {
     pub heatmap_path: Option<String>,
     /// The acoustic judgement, when the station listens.
     pub acoustic: Option<AcousticRecord>,
+    /// The PLC's 32-bit part ID and encoder count at the trigger, when the PLC triggered the part.
+    pub plc_part_id: Option<u32>,
+    pub encoder: Option<u32>,
 }
 
 /// What the acoustic stage recorded about a part.

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::decision::{Decision, Reason};
-use crate::part::{Frame, ModelInfo, Seq, Stage, StageReport, StageTimes};
+use crate::part::{Frame, ModelInfo, PlcTag, Seq, Stage, StageReport, StageTimes};
 
 /// When an event is handled: the time, and the last part each CPU stage finished (capture, preprocess,
 /// inference), which names the stage a late part is stuck at.
@@ -65,6 +65,8 @@ pub struct Finished {
     pub count: Option<Count>,
     /// The model (and threshold) that judged the part.
     pub model: ModelInfo,
+    /// What the PLC gave with the trigger (its part ID, the encoder count).
+    pub tag: Option<PlcTag>,
 }
 
 /// What the orchestrator must do after an event.
@@ -81,6 +83,7 @@ pub enum Outcome {
 
 struct Part {
     seq: Seq,
+    tag: Option<PlcTag>,
     triggered: Instant,
     deadline: Instant,
     /// The vision result, kept while the part waits for its sound.
@@ -166,12 +169,19 @@ impl InFlight {
     }
 
     /// A part was triggered at `at` and handed to capture (or not).
-    pub fn admit(&mut self, seq: Seq, at: Instant, admission: Admission) -> Option<Finished> {
+    pub fn admit(
+        &mut self,
+        seq: Seq,
+        at: Instant,
+        tag: Option<PlcTag>,
+        admission: Admission,
+    ) -> Option<Finished> {
         let times = StageTimes::new(at);
         let (reason, count) = match admission {
             Admission::Accepted { heard } => {
                 self.parts.push_back(Part {
                     seq,
+                    tag,
                     triggered: at,
                     deadline: at + self.deadline,
                     vision: None,
@@ -191,7 +201,9 @@ impl InFlight {
                 Count::FrameFault,
             ),
         };
-        Some(self.fail_safe(seq, times, reason, count))
+        let mut f = self.fail_safe(seq, times, reason, count);
+        f.tag = tag;
+        Some(f)
     }
 
     /// A CPU stage's report on a part: scored by the model, or a stage failed (or the replay ran out).
@@ -211,7 +223,7 @@ impl InFlight {
                 if self.acoustic_threshold.is_some() && self.parts[index].sound.is_none() {
                     self.parts[index].vision = Some(vision);
                 } else if let Some(p) = self.parts.remove(index) {
-                    out.push(self.judge(seq, vision, p.sound));
+                    out.push(self.judge(seq, p.tag, vision, p.sound));
                 }
             }
             StageReport::Fault {
@@ -230,7 +242,7 @@ impl InFlight {
                 frame,
                 ..
             } => {
-                self.parts.remove(index);
+                let tag = self.parts.remove(index).and_then(|p| p.tag);
                 let count = match stage {
                     Stage::Capture | Stage::Preprocess => Count::FrameFault,
                     Stage::Inference => Count::ModelError,
@@ -239,6 +251,7 @@ impl InFlight {
                 let reason = Reason::from_fault(stage, detail);
                 let mut f = self.fail_safe(seq, times, reason, count);
                 f.frame = frame;
+                f.tag = tag;
                 out.push(Outcome::Verdict(Box::new(f)));
             }
         }
@@ -260,8 +273,8 @@ impl InFlight {
         };
         match self.parts[index].vision.take() {
             Some(vision) => {
-                self.parts.remove(index);
-                out.push(self.judge(seq, vision, Some(heard)));
+                let tag = self.parts.remove(index).and_then(|p| p.tag);
+                out.push(self.judge(seq, tag, vision, Some(heard)));
             }
             None => self.parts[index].sound = Some(heard),
         }
@@ -287,6 +300,7 @@ impl InFlight {
                 let mut f = self.fail_safe(p.seq, times, reason, Count::DeadlineMiss);
                 f.frame = Some(frame);
                 f.score = Some(score);
+                f.tag = p.tag;
                 out.push(Outcome::Verdict(Box::new(f)));
                 continue;
             }
@@ -315,7 +329,8 @@ impl InFlight {
                 stage.name()
             );
             let times = StageTimes::new(p.triggered);
-            let f = self.fail_safe(p.seq, times, reason, count);
+            let mut f = self.fail_safe(p.seq, times, reason, count);
+            f.tag = p.tag;
             out.push(Outcome::Verdict(Box::new(f)));
         }
         out
@@ -337,7 +352,13 @@ impl InFlight {
     }
 
     /// Both scores are in (or the station does not listen): the verdict.
-    fn judge(&self, seq: Seq, vision: (StageTimes, Frame, f32), sound: Option<Heard>) -> Outcome {
+    fn judge(
+        &self,
+        seq: Seq,
+        tag: Option<PlcTag>,
+        vision: (StageTimes, Frame, f32),
+        sound: Option<Heard>,
+    ) -> Outcome {
         let (times, frame, score) = vision;
         let model = self.model_for(seq).clone();
         let mut decision = Decision::judge(score, model.threshold);
@@ -362,6 +383,7 @@ impl InFlight {
             heard: sound,
             count: None,
             model,
+            tag,
         }))
     }
 
@@ -375,6 +397,7 @@ impl InFlight {
             heard: None,
             count: Some(count),
             model: self.model_for(seq).clone(),
+            tag: None,
         }
     }
 }
@@ -438,7 +461,7 @@ mod tests {
         let t0 = Instant::now();
         let seq = parts.begin();
         let admission = Admission::Accepted { heard: None };
-        assert!(parts.admit(seq, t0, admission).is_none());
+        assert!(parts.admit(seq, t0, None, admission).is_none());
         (parts, t0)
     }
 
@@ -473,7 +496,7 @@ mod tests {
     fn a_deadline_while_capturing_is_a_stalled_capture_while_inferring_a_missed_deadline() {
         let (mut parts, t0) = one_part(false);
         let seq = parts.begin();
-        parts.admit(seq, t0, Admission::Accepted { heard: None });
+        parts.admit(seq, t0, None, Admission::Accepted { heard: None });
         assert_eq!(parts.next_deadline(), Some(t0 + DEADLINE));
         let late = t0 + DEADLINE;
         // Part 1 is the next frame capture owes: capture stalled. Part 2 waits behind it in capture.
@@ -616,7 +639,9 @@ mod tests {
             (Admission::Stopped, "frame_fault", Count::FrameFault),
         ] {
             let seq = parts.begin();
-            let f = parts.admit(seq, t0, admission).expect("a verdict at once");
+            let f = parts
+                .admit(seq, t0, None, admission)
+                .expect("a verdict at once");
             assert_eq!(f.seq, seq);
             assert_eq!(codes(&f), [code]);
             assert_eq!(f.count, Some(count));
@@ -634,7 +659,7 @@ mod tests {
             result: Err("the acoustic queue was full".into()),
             truth: None,
         });
-        parts.admit(parts.upcoming(), t0, Admission::Accepted { heard });
+        parts.admit(parts.upcoming(), t0, None, Admission::Accepted { heard });
         parts.begin();
         let out = verdicts(parts.reported(scored(1, t0, 0.1), now(t0, 1)));
         assert_eq!(codes(&out[0]), ["audio_fault"]);
@@ -646,13 +671,13 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..2 {
             let seq = parts.begin();
-            parts.admit(seq, t0, Admission::Accepted { heard: None });
+            parts.admit(seq, t0, None, Admission::Accepted { heard: None });
         }
         let from = parts.upcoming();
         assert_eq!(from, 3);
         parts.switch(from, model("2", 10.0));
         let seq = parts.begin();
-        parts.admit(seq, t0, Admission::Accepted { heard: None });
+        parts.admit(seq, t0, None, Admission::Accepted { heard: None });
         // The same score: a reject under v1 (threshold 1), a pass under v2 (threshold 10).
         for seq in 1..=3 {
             let f = verdicts(parts.reported(scored(seq, t0, 5.0), now(t0, seq)));

@@ -184,7 +184,7 @@ impl Orchestrator {
                 Err(TrySendError::Disconnected(_)) => Admission::Stopped,
             }
         };
-        if let Some(finished) = self.parts.admit(seq, event.at, admission) {
+        if let Some(finished) = self.parts.admit(seq, event.at, event.tag, admission) {
             self.finish(finished).await;
         }
     }
@@ -384,6 +384,8 @@ impl Orchestrator {
             heatmap,
             heatmap_path: None,
             acoustic,
+            plc_part_id: f.tag.map(|t| t.part_id),
+            encoder: f.tag.map(|t| t.encoder),
         }
     }
 

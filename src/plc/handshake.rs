@@ -157,6 +157,7 @@ pub async fn start(
         fired: Vec::new(),
         started: now,
         published: now,
+        stopping: false,
     };
     let task = tokio::spawn(hs.run(rx));
     Ok(Some(PlcHandle {
@@ -292,6 +293,8 @@ struct Handshake {
     fired: Vec<Seq>,
     started: Instant,
     published: Instant,
+    /// The station is shutting down: the last status written takes READY away.
+    stopping: bool,
 }
 
 impl Handshake {
@@ -457,7 +460,14 @@ impl Handshake {
                 Err(e) => self.link_failed(&e),
             }
         }
-        self.watch_heartbeat(now);
+        // The PLC's heartbeat cannot be seen while the link is down: the outage is its own fault, not the PLC's.
+        if self.link_down() {
+            if let Some((value, _)) = self.plc_heartbeat {
+                self.plc_heartbeat = Some((value, now));
+            }
+        } else {
+            self.watch_heartbeat(now);
+        }
         if now >= self.next_beat {
             self.out.heartbeat = self.out.heartbeat.wrapping_add(1);
             self.next_beat = now + Duration::from_millis(self.cfg.heartbeat_ms);
@@ -538,6 +548,10 @@ impl Handshake {
                 Ok((Commands::decode(&regs), bit))
             }
         }
+    }
+
+    fn link_down(&self) -> bool {
+        matches!(&self.transport, Transport::Client(link) if link.down_since().is_some())
     }
 
     fn link_failed(&mut self, why: &str) {
@@ -667,7 +681,10 @@ impl Handshake {
             Duration::from_millis(self.cfg.heartbeat_ms * u64::from(self.cfg.heartbeat_missed));
         if now.duration_since(since) > limit {
             self.heartbeat_lost = true;
-            self.fault = Fault::HeartbeatLost;
+            // A missed reject pulse stays latched: the PLC must learn that a reject may have passed the gate.
+            if self.fault != Fault::RejectPulseMissed {
+                self.fault = Fault::HeartbeatLost;
+            }
             self.view.faults.heartbeat += 1;
             self.out.diag.heartbeat_faults = self.out.diag.heartbeat_faults.wrapping_add(1);
             tracing::warn!(
@@ -710,7 +727,8 @@ impl Handshake {
             self.fault = Fault::RecordsAtRisk;
         }
         let o = &mut self.out;
-        o.set(status::READY, !busy && !records_down);
+        // A stopping station takes READY away in its last write: the PLC must not send parts to it.
+        o.set(status::READY, !busy && !records_down && !self.stopping);
         o.set(status::BUSY, busy);
         o.set(status::TRIGGER_ACK, self.trigger_high);
         o.set(status::RESULT_READY, self.shown.is_some());
@@ -728,7 +746,12 @@ impl Handshake {
         }
         o.buffer_depth = (self.queue.len() + usize::from(self.shown.is_some())) as u16;
         o.fault = self.fault as u16;
-        o.diag.reject_pulses = self.gate.pulses as u16;
+        // Pulses written to the output, not merely decided: a pulse the link lost counts as missed instead.
+        o.diag.reject_pulses = self
+            .gate
+            .pulses
+            .saturating_sub(self.view.faults.missed_pulses) as u16;
+        o.diag.missed_pulses = self.view.faults.missed_pulses as u16;
     }
 
     async fn write_outputs(&mut self, now: Instant) {
@@ -915,6 +938,7 @@ impl Handshake {
             self.record(part).await;
         }
         let now = Instant::now();
+        self.stopping = true;
         // Release the coil; keep the pulse counts for the summary.
         let (pulses, merged) = (self.gate.pulses, self.gate.merged);
         self.gate = Gate::new(RejectTiming::OnVerdict, Duration::ZERO);

@@ -5,7 +5,7 @@
 /// Registers in the PLC's command block (holding registers at `plc.command_register`).
 pub const COMMAND_LEN: u16 = 7;
 /// Registers in the station's result block (holding registers at `plc.result_register`).
-pub const STATUS_LEN: u16 = 16;
+pub const STATUS_LEN: u16 = 17;
 
 /// Command word bits (command block +0).
 pub mod command {
@@ -105,6 +105,8 @@ pub struct Diagnostics {
     pub gate_fail_safe: u16,
     pub outages: u16,
     pub reject_pulses: u16,
+    /// Reject pulses that fell due but could not be written (link down): parts that may have passed the gate.
+    pub missed_pulses: u16,
 }
 
 /// The station's result block as written.
@@ -143,6 +145,7 @@ impl Status {
             d.gate_fail_safe,
             d.outages,
             d.reject_pulses,
+            d.missed_pulses,
         ]
     }
 
@@ -165,6 +168,7 @@ impl Status {
                 gate_fail_safe: at(13),
                 outages: at(14),
                 reject_pulses: at(15),
+                missed_pulses: at(16),
             },
         }
     }

@@ -167,6 +167,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_SHADOW,
     SCHEMA_RUN_END,
     SCHEMA_RETENTION,
+    SCHEMA_PLC_TAG,
 ];
 
 /// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
@@ -193,6 +194,13 @@ ALTER TABLE runs ADD COLUMN end_reason TEXT;
 /// Retention: when the quota removed a part's images (its row stays).
 const SCHEMA_RETENTION: &str = "
 ALTER TABLE parts ADD COLUMN images_pruned_us INTEGER;
+";
+
+/// The PLC's 32-bit part ID and encoder count at the trigger: the key a PLC-triggered part is traced by.
+const SCHEMA_PLC_TAG: &str = "
+ALTER TABLE parts ADD COLUMN plc_part_id INTEGER;
+ALTER TABLE parts ADD COLUMN encoder_at_trigger INTEGER;
+CREATE INDEX parts_by_plc_part_id ON parts(plc_part_id);
 ";
 
 /// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout for

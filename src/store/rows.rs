@@ -57,6 +57,11 @@ pub struct PartRow {
     pub image_path: Option<String>,
     pub heatmap_path: Option<String>,
     pub acoustic: Option<AcousticRow>,
+    /// The PLC's part ID and encoder count at the trigger.
+    #[serde(default)]
+    pub plc_part_id: Option<u32>,
+    #[serde(default)]
+    pub encoder: Option<u32>,
 }
 
 /// The acoustic columns of a part's row.
@@ -89,8 +94,9 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
     let mut part = tx.prepare_cached(
         "INSERT OR IGNORE INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us,
             preprocessed_us, inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
-            model_name, model_version, model_sha256, image_path, heatmap_path)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            model_name, model_version, model_sha256, image_path, heatmap_path, plc_part_id, encoder_at_trigger)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+            ?22, ?23)",
     )?;
     let mut acoustic = tx.prepare_cached(
         "UPDATE parts SET acoustic_score = ?2, acoustic_threshold = ?3, acoustic_model_name = ?4,
@@ -102,6 +108,7 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
     )?;
     let mut undelivered = tx.prepare_cached(
         "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
+            result_code = CASE WHEN result_code = 1 THEN 4 ELSE result_code END,
             reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
          WHERE part_id = ?1 AND plc_status != 'undelivered'",
     )?;
@@ -143,6 +150,8 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
                     r.model_sha256,
                     r.image_path,
                     r.heatmap_path,
+                    r.plc_part_id,
+                    r.encoder,
                 ])?;
                 if let Some(a) = &r.acoustic {
                     acoustic.execute(params![

@@ -289,6 +289,8 @@ impl Store {
             image_path,
             heatmap_path,
             acoustic,
+            plc_part_id: r.plc_part_id,
+            encoder: r.encoder,
             part_id: r.part_id,
         }
     }

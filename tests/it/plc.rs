@@ -22,6 +22,9 @@ use crate::common::{Row, make_model, merged_pulses, python, root, rows, station}
 pub struct Trigger {
     pub part_id: u32,
     pub t: Option<f64>,
+    /// The encoder count the PLC set when it raised the trigger.
+    #[serde(default)]
+    pub encoder: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +54,23 @@ pub struct Report {
     pub station_heartbeats: usize,
     /// The active recipe register's successive values.
     pub recipes: Vec<u16>,
+    /// The last result block the PLC read.
+    #[serde(default)]
+    pub final_status: Option<Vec<u16>>,
+}
+
+const READY: u16 = 1;
+
+/// Each part's recorded PLC part ID and encoder count at the trigger, in seq order.
+fn plc_tags(config: &Config) -> Vec<(Option<u32>, Option<u32>)> {
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT plc_part_id, encoder_at_trigger FROM parts ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 const OVERRUN: u16 = 1 << 4;
@@ -280,6 +300,19 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
     assert_eq!(summary.plc_delivered, 30, "{summary}");
     assert!(rows.iter().all(|r| r.plc_status == "delivered"));
     assert_results_match(&report, &rows);
+    // The PLC's part ID is on every record; the encoder count is the one read with the trigger (the PLC's
+    // encoder moves 10 counts per ms, so it is at or a little after the count the PLC set with the trigger).
+    let tags = plc_tags(&config);
+    assert_eq!(tags.len(), report.triggers.len());
+    for (i, ((part_id, encoder), trigger)) in tags.iter().zip(&report.triggers).enumerate() {
+        assert_eq!(*part_id, Some(trigger.part_id), "part {}", i + 1);
+        let (recorded, raised) = (encoder.expect("encoder recorded"), trigger.encoder.unwrap());
+        assert!(
+            recorded.wrapping_sub(raised) <= 10 * 1000,
+            "part {}: encoder {recorded} recorded, {raised} set by the PLC",
+            i + 1
+        );
+    }
     let latencies = assert_pulses_on_time(&report, 1000.0);
     println!("{summary}");
     spread(
@@ -416,10 +449,55 @@ async fn a_link_cut_mid_run_delays_results_but_loses_none() {
         50,
         "{summary}"
     );
+    let diag = report.seen.diag.as_ref().unwrap();
+    assert_eq!(diag[5], 1, "one outage in the diagnostics");
+    // The outage is not a heartbeat fault (the watchdog waits for the link), and the pulses that could not be
+    // written are counted apart (+16) with their own latched fault, which the PLC reads after the reconnect.
     assert_eq!(
-        report.seen.diag.as_ref().unwrap()[5],
-        1,
-        "one outage in the diagnostics"
+        diag[3], 0,
+        "no heartbeat fault for an outage: {:?}",
+        report.seen
+    );
+    assert!(!report.seen.faults.contains(&1), "{:?}", report.seen);
+    assert_eq!(
+        diag[7] as usize,
+        missed.len(),
+        "missed pulses: {:?}",
+        report.seen
+    );
+    assert!(report.seen.faults.contains(&6), "{:?}", report.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_station_clears_ready_when_it_stops() {
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 0, "wait_for_go": true, "expect_results": 5,
+                                    "linger_s": 3.0, "run_s": 20}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\ninterval_ms = 50\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n",
+            sim.ready
+        ),
+    );
+    sim.go();
+    let (line, _) = start_line(&config, 5).await;
+    let summary = finish(line).await;
+    let report = report_of(sim);
+    assert_eq!(summary.plc_delivered, 5, "{summary}");
+    assert_ne!(
+        report.seen.bits & READY,
+        0,
+        "READY while running: {:?}",
+        report.seen
+    );
+    let last = report.final_status.expect("the PLC read the block");
+    assert_eq!(
+        last[0] & READY,
+        0,
+        "READY still set after the station stopped: {last:?}"
     );
 }
 
@@ -516,6 +594,8 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
             "{}",
             row.reasons
         );
+        // A good part rejected at the gate is a fail-safe reject in the records too, not a pass.
+        assert_eq!(row.result_code, 4, "part {}", row.seq);
     }
     // The 4 buffered ones were never acknowledged: undelivered at shutdown.
     assert_eq!(summary.plc_undelivered, 10, "{summary}");
@@ -696,7 +776,7 @@ fn plc_and_recipe_settings_are_checked_with_every_problem_reported() {
     for expected in [
         "trigger.input_kind: a PLC cannot write the station's discrete inputs",
         "plc.reject_distance_counts: set either plc.reject_delay_ms or plc.reject_distance_counts, not both",
-        "plc.command_register: the command block (40..46) overlaps the result block (30..45)",
+        "plc.command_register: the command block (40..46) overlaps the result block (30..46)",
         "plc.result_buffer: expected at least 1 result, got 0",
         "plc.parity: not used with kind = \"tcp\", role = \"server\"",
         "recipe[1].number: recipe 3 is defined twice",

@@ -117,7 +117,7 @@ class Local:
             self.internal = False
 
     async def read_status(self):
-        return await self.read(3, self.s["res"], 16)
+        return await self.read(3, self.s["res"], 17)
 
     async def read_coil(self):
         return self.coil
@@ -152,7 +152,7 @@ class Remote:
         await self.client.write_registers(self.s["cmd"], regs)
 
     async def read_status(self):
-        return (await self.client.read_holding_registers(self.s["res"], count=16)).registers
+        return (await self.client.read_holding_registers(self.s["res"], count=17)).registers
 
     async def read_coil(self):
         on = bool((await self.client.read_coils(self.s["coil"], count=1)).bits[0])
@@ -212,7 +212,7 @@ async def program(io, s):
         seen["bits"] |= word
         seen["max_depth"] = max(seen["max_depth"], status[5])
         seen["faults"].add(status[6])
-        seen["diag"] = status[9:16]
+        seen["diag"] = status[9:17]
         station_beats.add(status[7])
         if not recipes or recipes[-1] != status[8]:
             recipes.append(status[8])
