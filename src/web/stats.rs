@@ -75,6 +75,7 @@ async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
             "record_write_failures": read(&c.record_write_failures),
             "images_failed": read(&c.images_failed),
             "images_pruned": read(&c.images_pruned),
+            "images_mb": read(&c.images_bytes) as f64 / (1024.0 * 1024.0),
         })
     });
     let mut alerts = Vec::new();

@@ -475,3 +475,38 @@ async fn a_full_disk_loses_no_record_without_retention_and_stays_free_with_it() 
         free.total_bytes
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_neither_database_nor_journal_writable_the_plc_is_told_and_no_record_is_lost() {
+    let mut sim = crate::plc::Sim::start(serde_json::json!({
+        "role": "server", "parts": 0, "wait_for_go": true, "expect_results": 60, "linger_s": 1.0, "run_s": 40
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    // The journal's folder is a plain file: the journal cannot be written either.
+    std::fs::write(dir.path().join("blocked"), "not a folder").unwrap();
+    let config = line(
+        dir.path(),
+        &format!(
+            "journal = \"{}/blocked/records.jsonl\"\n[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n",
+            dir.path().display(),
+            sim.ready
+        ),
+    );
+    sim.go();
+    let db = config.record.database.clone();
+    let locker = std::thread::spawn(move || Locker::lock(&db, 2.0).wait());
+    let summary = run(&config, Some(60)).await;
+    locker.join().unwrap();
+    let report = tokio::task::block_in_place(|| sim.report());
+    assert!(summary.record_write_failures > 0, "{summary}");
+    assert_eq!(summary.records_lost, 0, "{summary}");
+    assert_eq!(summary.records_waiting, 0, "{summary}");
+    // The PLC saw the records fault while the records were held in memory.
+    assert!(report.seen.faults.contains(&7), "{:?}", report.seen);
+    let rows = rows(&config);
+    assert_eq!(rows.len(), 60, "a part without its row");
+    assert!(
+        rows.iter().all(|r| r.plc_status == "delivered"),
+        "a PLC update was lost"
+    );
+}
