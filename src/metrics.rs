@@ -260,6 +260,34 @@ pub struct AcousticSummary {
 }
 
 impl RunSummary {
+    /// The records' lines of the summary: where they are, and what did not go as it should.
+    fn fmt_records(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "  records      {}", self.database)?;
+        write!(
+            f,
+            "\n               images {:.1} MB  removed by retention {} (unreviewed rejects, emergency: {})",
+            self.images_mb, self.images_pruned, self.images_pruned_emergency
+        )?;
+        if self.record_write_failures
+            + self.records_waiting
+            + self.records_lost
+            + self.images_failed
+            > 0
+        {
+            write!(
+                f,
+                "\n               write failures {} (retried)  waiting in the journal {}  LOST {}  images not written {}",
+                self.record_write_failures,
+                self.records_waiting,
+                self.records_lost,
+                self.images_failed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl RunSummary {
     pub fn parts_per_s(&self) -> f64 {
         self.parts as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -376,28 +404,7 @@ impl fmt::Display for RunSummary {
             }
             spread(f, "acoustic", a.latency)?;
         }
-        write!(f, "  records      {}", self.database)?;
-        write!(
-            f,
-            "\n               images {:.1} MB  removed by retention {} (unreviewed rejects, emergency: {})",
-            self.images_mb, self.images_pruned, self.images_pruned_emergency
-        )?;
-        if self.record_write_failures
-            + self.records_waiting
-            + self.records_lost
-            + self.images_failed
-            > 0
-        {
-            write!(
-                f,
-                "\n               write failures {} (retried)  waiting in the journal {}  LOST {}  images not written {}",
-                self.record_write_failures,
-                self.records_waiting,
-                self.records_lost,
-                self.images_failed
-            )?;
-        }
-        Ok(())
+        self.fmt_records(f)
     }
 }
 

@@ -15,6 +15,7 @@ mod model;
 mod plc;
 mod review;
 mod run;
+mod status;
 mod train_audio;
 mod train_vision;
 mod user;
@@ -60,6 +61,11 @@ enum Command {
     },
     /// Check the config, the model against its manifest, the frame source and the PLC, without running
     Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// The records at a glance: last runs and how they ended, the journal's backlog, the images' disk use
+    Status {
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -312,6 +318,7 @@ pub fn main() -> i32 {
             quiet,
         } => run::run(&config, max_parts, quiet),
         Command::Validate { config } => validate::validate(&config),
+        Command::Status { config } => status::status(&config),
         Command::Bench { config, parts } => bench::bench(&config, parts),
         Command::Plc {
             command: PlcCommand::Status { config, seconds },

@@ -111,7 +111,7 @@ pub struct RtuConfig {
 pub fn validate(p: &mut Problems, raw: RawPlc, queue_depth: usize) -> PlcConfig {
     let link = link(p, &raw);
     let reconnect_min_ms = p.positive("plc.reconnect_min_ms", raw.reconnect_min_ms, 100);
-    let reconnect_max_ms = p.positive("plc.reconnect_max_ms", raw.reconnect_max_ms, 5000);
+    let reconnect_max_ms = p.positive("plc.reconnect_max_ms", raw.reconnect_max_ms, 250);
     if reconnect_max_ms < reconnect_min_ms {
         p.problem(
             "plc.reconnect_max_ms",

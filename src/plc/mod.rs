@@ -237,7 +237,13 @@ impl Link {
                 self.endpoint
             );
         }
-        self.next_attempt = Instant::now() + self.backoff;
+        // Jitter (+-20%) so that stations restarted together do not knock on the PLC in step.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = u64::from(nanos) ^ u64::from(std::process::id());
+        let jitter = 0.8 + 0.4 * crate::rng::Rng::new(seed).unit();
+        self.next_attempt = Instant::now() + self.backoff.mul_f64(jitter);
         self.backoff = (self.backoff * 2).min(self.max_backoff);
     }
 }

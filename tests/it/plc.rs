@@ -57,6 +57,9 @@ pub struct Report {
     /// The last result block the PLC read.
     #[serde(default)]
     pub final_status: Option<Vec<u16>>,
+    /// After each cut: ms from the PLC listening again to the station's first request.
+    #[serde(default)]
+    pub reconnect_ms: Vec<f64>,
 }
 
 const READY: u16 = 1;
@@ -798,4 +801,37 @@ fn plc_and_recipe_settings_are_checked_with_every_problem_reported() {
                reject_coil = 3\nreject_pulse_ms = 5\n[trigger]\nkind = \"plc\"\ninput_kind = \"coil\"\n\
                input_address = 5\npoll_ms = 5\n";
     Config::parse(old, "old.toml", std::path::Path::new(".")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_of_any_length_the_station_is_back_within_half_a_second() {
+    for cut_s in [3.5, 10.0] {
+        let mut sim = Sim::start(
+            json!({"role": "server", "parts": 0, "wait_for_go": true, "cut_at_s": 1.0,
+                                        "cut_for_s": cut_s, "expect_results": 0, "run_s": cut_s + 3.0}),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = station(
+            dir.path(),
+            &format!(
+                "[trigger]\ninterval_ms = 100\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n",
+                sim.ready
+            ),
+        );
+        sim.go();
+        let parts = ((cut_s + 3.0) * 10.0) as u64;
+        let (line, _) = start_line(&config, parts).await;
+        let report = report_of(sim);
+        let summary = finish(line).await;
+        assert!(summary.plc_outages >= 1, "{summary}");
+        let back = report
+            .reconnect_ms
+            .first()
+            .copied()
+            .expect("the station came back");
+        println!(
+            "outage of {cut_s} s: the station's first request {back:.0} ms after the PLC was back"
+        );
+        assert!(back < 500.0, "{back:.0} ms after a {cut_s} s outage");
+    }
 }

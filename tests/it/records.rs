@@ -510,3 +510,31 @@ async fn with_neither_database_nor_journal_writable_the_plc_is_told_and_no_recor
         "a PLC update was lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn station_status_shows_runs_journal_and_disk_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = line(dir.path(), "save_passed_every = 1\nmax_disk_mb = 500\n");
+    run(&config, Some(12)).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_station"))
+        .args(["status", "-c", "station.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        ": 12 parts",
+        "run 1",
+        "completed",
+        "0 record(s) waiting",
+        "quota 500 MB",
+        "kept free: 10%",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+}

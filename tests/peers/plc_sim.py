@@ -53,6 +53,8 @@ class Local:
         self.coil = False
         self.edges = []
         self.internal = False
+        # After a cut: when the server listened again, and when the station's first request came.
+        self.back_at, self.reconnects = None, []
         bits = lambda: [SimData(0, count=1024, values=False, datatype=DataType.BITS)]
         regs = lambda: [SimData(0, count=1024, values=0, datatype=DataType.REGISTERS)]
         self.device = SimDevice(0, simdata=(bits(), bits(), regs(), regs()), action=self.on_request)
@@ -61,6 +63,9 @@ class Local:
         self.socat = None
 
     async def on_request(self, fc, _start, address, count, _registers, values):
+        if self.back_at is not None and not self.internal:
+            self.reconnects.append(now_ms() - self.back_at)
+            self.back_at = None
         if values is None or self.internal:
             return None
         c = self.s["coil"]
@@ -105,9 +110,14 @@ class Local:
         await self.server.shutdown()
         await asyncio.sleep(seconds)
         await self.listen(self.port, context)
+        self.back_at = now_ms()
 
     async def read(self, fc, address, count):
-        return list(await self.server.context.async_getValues(1, fc, address, count))
+        self.internal = True
+        try:
+            return list(await self.server.context.async_getValues(1, fc, address, count))
+        finally:
+            self.internal = False
 
     async def write_commands(self, regs):
         self.internal = True
@@ -268,6 +278,7 @@ async def program(io, s):
         "station_heartbeats": len(station_beats),
         "recipes": recipes,
         "final_status": status,
+        "reconnect_ms": getattr(io, "reconnects", []),
     }
 
 

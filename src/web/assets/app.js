@@ -101,6 +101,10 @@ function showStats(s) {
     tile(s.plc, "PLC link"),
     tile(s.line.running ? "running" : "stopped", "model " + model +
       (s.line.model ? " · threshold " + s.line.model.threshold : "")),
+    ...(s.line.counters ? [
+      tile(fmtNum(s.line.counters.images_mb) + " MB", "images on disk"),
+      tile(s.line.counters.records_waiting, "records waiting"),
+    ] : []),
   );
 }
 
