@@ -80,8 +80,17 @@ pub struct AcousticRecord {
 /// What the PLC stage reports back for a part.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlcOutcome {
+    /// The PLC has the result: `actuated_us` is when it acknowledged it (or, without acknowledge, when it was
+    /// written); `result_written_us` when the result block holding it was written; `reject_on_us` when the reject
+    /// output was driven high for the part (rejected parts).
     Delivered {
         actuated_us: i64,
+        result_written_us: Option<i64>,
+        reject_on_us: Option<i64>,
+    },
+    /// The reject output of a rejected part went low again (the pulse ended).
+    PulseEnded {
+        reject_off_us: i64,
     },
     Undelivered {
         detail: String,

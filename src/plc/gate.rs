@@ -183,6 +183,19 @@ impl Gate {
         }
     }
 
+    /// The write that drove the coil high completed at `at`: the pulse lasts its full width from then, however
+    /// long the write took (without this a slow link shortened every pulse by its round trip).
+    pub fn driven(&mut self, at: Instant) {
+        if let Some(until) = self.on_until {
+            self.on_until = Some(until.max(at + self.pulse));
+        }
+    }
+
+    /// When the pulse on now ends.
+    pub fn pulse_end(&self) -> Option<Instant> {
+        self.on_until
+    }
+
     /// Whether the reject coil is on at `now`.
     pub fn coil(&self, now: Instant) -> bool {
         self.on_until.is_some_and(|until| until > now)

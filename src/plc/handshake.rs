@@ -158,6 +158,7 @@ pub async fn start(
         started: now,
         published: now,
         stopping: false,
+        pulse_parts: Vec::new(),
     };
     let task = tokio::spawn(hs.run(rx));
     Ok(Some(PlcHandle {
@@ -248,6 +249,9 @@ struct Part {
     result: Option<Result<i64, ()>>,
     late_at_gate: bool,
     failures: Vec<String>,
+    /// When the result block holding this part's result was written, and when the reject output went high.
+    written_us: Option<i64>,
+    reject_on_us: Option<i64>,
 }
 
 struct Handshake {
@@ -295,6 +299,8 @@ struct Handshake {
     published: Instant,
     /// The station is shutting down: the last status written takes READY away.
     stopping: bool,
+    /// The parts whose reject pulse is on now (their record is told when it ends).
+    pulse_parts: Vec<String>,
 }
 
 impl Handshake {
@@ -368,6 +374,8 @@ impl Handshake {
                         result: None,
                         late_at_gate: false,
                         failures: Vec::new(),
+                        written_us: None,
+                        reject_on_us: None,
                     },
                 );
             }
@@ -389,6 +397,8 @@ impl Handshake {
                     result: None,
                     late_at_gate: false,
                     failures: Vec::new(),
+                    written_us: None,
+                    reject_on_us: None,
                 });
                 part.verdict = true;
                 let plc_part_id = part.plc_part_id;
@@ -754,8 +764,36 @@ impl Handshake {
         o.diag.missed_pulses = self.view.faults.missed_pulses as u16;
     }
 
+    /// Notes when the outputs reached the PLC: the reject output high for the parts whose pulse fired now, low
+    /// for the parts of the pulse that ended (recorded as it happens).
+    async fn note_outputs(&mut self, fired: &[Seq], coil_before: Option<bool>) {
+        let driven = Instant::now();
+        let us = self.clock.wall_us(driven);
+        if coil_before != Some(true) && self.coil_written == Some(true) {
+            self.gate.driven(driven);
+        }
+        if self.coil_written == Some(true) {
+            for seq in fired {
+                if let Some(p) = self.parts.get_mut(seq) {
+                    p.reject_on_us.get_or_insert(us);
+                    self.pulse_parts.push(p.record.clone());
+                }
+            }
+        }
+        if coil_before == Some(true) && self.coil_written == Some(false) {
+            for part_id in std::mem::take(&mut self.pulse_parts) {
+                let outcome = PlcOutcome::PulseEnded { reject_off_us: us };
+                let _ = self
+                    .store
+                    .send(RecordMsg::Actuated { part_id, outcome })
+                    .await;
+            }
+        }
+    }
+
     async fn write_outputs(&mut self, now: Instant) {
         self.compose();
+        let coil_before = self.coil_written;
         let block = self.out.encode();
         let coil = self.gate.coil(now);
         let base = self.cfg.result_register;
@@ -809,6 +847,9 @@ impl Handshake {
             }
         };
         let fired = std::mem::take(&mut self.fired);
+        if result.is_ok() {
+            self.note_outputs(&fired, coil_before).await;
+        }
         if let Err(e) = result {
             if coil && self.coil_written != Some(coil) {
                 for seq in fired {
@@ -827,6 +868,10 @@ impl Handshake {
         if let Some(shown) = self.shown.as_mut().filter(|s| written && !s.written) {
             shown.written = true;
             let seq = shown.seq;
+            let us = self.clock.wall_us(Instant::now());
+            if let Some(p) = self.parts.get_mut(&seq) {
+                p.written_us = Some(us);
+            }
             if !self.cfg.result_ack {
                 let us = self.clock.wall_us(now);
                 self.settle_result(seq, Ok(us));
@@ -863,7 +908,11 @@ impl Handshake {
         let outcome = match (part.result, part.failures.is_empty()) {
             (Some(Ok(actuated_us)), true) => {
                 bump(&self.counters.plc_delivered);
-                PlcOutcome::Delivered { actuated_us }
+                PlcOutcome::Delivered {
+                    actuated_us,
+                    result_written_us: part.written_us,
+                    reject_on_us: part.reject_on_us,
+                }
             }
             _ => {
                 bump(&self.counters.plc_undelivered);
@@ -936,6 +985,10 @@ impl Handshake {
                     .push("the station stopped before the part reached the gate".into());
             }
             self.record(part).await;
+        }
+        // A pulse on now runs its full width: a shutdown must not shorten a reject.
+        if let Some(end) = self.gate.pulse_end().filter(|end| *end > Instant::now()) {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
         }
         let now = Instant::now();
         self.stopping = true;

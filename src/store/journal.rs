@@ -132,6 +132,8 @@ mod tests {
             Row::Delivered {
                 part_id: "1-000001".into(),
                 actuated_us: 5,
+                result_written_us: Some(4),
+                reject_on_us: None,
             },
             Row::RunEnd {
                 run_id: 1,

@@ -168,6 +168,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_RUN_END,
     SCHEMA_RETENTION,
     SCHEMA_PLC_TAG,
+    SCHEMA_PLC_TIMES,
 ];
 
 /// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
@@ -201,6 +202,14 @@ const SCHEMA_PLC_TAG: &str = "
 ALTER TABLE parts ADD COLUMN plc_part_id INTEGER;
 ALTER TABLE parts ADD COLUMN encoder_at_trigger INTEGER;
 CREATE INDEX parts_by_plc_part_id ON parts(plc_part_id);
+";
+
+/// When the PLC got a part's result and when its reject output was driven: the result block written, the
+/// reject output high and low (`actuated_us` stays the acknowledge).
+const SCHEMA_PLC_TIMES: &str = "
+ALTER TABLE parts ADD COLUMN result_written_us INTEGER;
+ALTER TABLE parts ADD COLUMN reject_on_us INTEGER;
+ALTER TABLE parts ADD COLUMN reject_off_us INTEGER;
 ";
 
 /// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout for

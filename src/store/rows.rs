@@ -16,6 +16,14 @@ pub enum Row {
     Delivered {
         part_id: String,
         actuated_us: i64,
+        #[serde(default)]
+        result_written_us: Option<i64>,
+        #[serde(default)]
+        reject_on_us: Option<i64>,
+    },
+    PulseEnded {
+        part_id: String,
+        reject_off_us: i64,
     },
     Undelivered {
         part_id: String,
@@ -104,8 +112,11 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
          WHERE part_id = ?1",
     )?;
     let mut delivered = tx.prepare_cached(
-        "UPDATE parts SET actuated_us = ?2, plc_status = 'delivered' WHERE part_id = ?1",
+        "UPDATE parts SET actuated_us = ?2, result_written_us = ?3, reject_on_us = ?4, plc_status = 'delivered'
+         WHERE part_id = ?1",
     )?;
+    let mut pulse_ended =
+        tx.prepare_cached("UPDATE parts SET reject_off_us = ?2 WHERE part_id = ?1")?;
     let mut undelivered = tx.prepare_cached(
         "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
             result_code = CASE WHEN result_code = 1 THEN 4 ELSE result_code END,
@@ -181,8 +192,21 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
             Row::Delivered {
                 part_id,
                 actuated_us,
+                result_written_us,
+                reject_on_us,
             } => {
-                delivered.execute(params![part_id, actuated_us])?;
+                delivered.execute(params![
+                    part_id,
+                    actuated_us,
+                    result_written_us,
+                    reject_on_us
+                ])?;
+            }
+            Row::PulseEnded {
+                part_id,
+                reject_off_us,
+            } => {
+                pulse_ended.execute(params![part_id, reject_off_us])?;
             }
             Row::Undelivered { part_id, detail } => {
                 undelivered.execute(params![part_id, detail])?;

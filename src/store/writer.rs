@@ -229,9 +229,19 @@ impl Store {
                 scored_us: s.scored_us,
             }),
             RecordMsg::Actuated { part_id, outcome } => match outcome {
-                PlcOutcome::Delivered { actuated_us } => Row::Delivered {
+                PlcOutcome::Delivered {
+                    actuated_us,
+                    result_written_us,
+                    reject_on_us,
+                } => Row::Delivered {
                     part_id,
                     actuated_us,
+                    result_written_us,
+                    reject_on_us,
+                },
+                PlcOutcome::PulseEnded { reject_off_us } => Row::PulseEnded {
+                    part_id,
+                    reject_off_us,
                 },
                 PlcOutcome::Undelivered { detail } => Row::Undelivered { part_id, detail },
                 PlcOutcome::RejectedAtGate { detail } => Row::RejectedAtGate { part_id, detail },
@@ -390,7 +400,7 @@ fn recorded(row: &Row) -> Option<Recorded> {
             part_id: part_id.clone(),
             delivered: false,
         },
-        Row::Shadow(_) | Row::RunEnd { .. } => return None,
+        Row::Shadow(_) | Row::RunEnd { .. } | Row::PulseEnded { .. } => return None,
     })
 }
 

@@ -317,6 +317,63 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
         );
     }
     let latencies = assert_pulses_on_time(&report, 1000.0);
+    // The record says when the result block went out, when the PLC acknowledged it, and when the reject output
+    // was driven high and low (the station's side of the pulse).
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT result_code, triggered_us, result_written_us, actuated_us, reject_on_us, reject_off_us
+             FROM parts ORDER BY seq",
+        )
+        .unwrap();
+    type Times = (u16, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let times: Vec<Times> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (mut starts, mut widths) = (Vec::new(), Vec::new());
+    for (i, (code, triggered, written, acked, on, off)) in times.iter().enumerate() {
+        let (written, acked) = (
+            written.expect("result written"),
+            acked.expect("acknowledged"),
+        );
+        assert!(
+            written <= acked,
+            "part {}: acknowledged before written",
+            i + 1
+        );
+        if *code == 1 {
+            assert!(on.is_none(), "part {}: a pass got a reject pulse", i + 1);
+            continue;
+        }
+        let (on, off) = (on.expect("reject on"), off.expect("reject off"));
+        starts.push((on - triggered) as f64 / 1e3);
+        widths.push((off - on) as f64 / 1e3);
+        assert!(
+            off - on >= 18_000,
+            "part {}: pulse of {} us for 20 ms",
+            i + 1,
+            off - on
+        );
+    }
+    spread(
+        "client role: trigger to reject on, station side (1000 ms)",
+        starts,
+    );
+    spread(
+        "client role: reject pulse width, station side (20 ms)",
+        widths,
+    );
     println!("{summary}");
     spread(
         "client role: trigger to reject output (configured 1000 ms)",
