@@ -113,12 +113,18 @@ impl PymodbusPlc {
         }
     }
 
-    /// The writes served so far, waiting up to 5 s for at least `min` of them to be logged.
+    /// The writes served so far, waiting up to 5 s for at least `min` of them to be logged and then until no new
+    /// one has come for 300 ms (the peer logs asynchronously: the last writes may still be on their way).
     pub fn writes(&self, min: usize) -> Vec<Write> {
         let until = Instant::now() + Duration::from_secs(5);
+        let (mut seen, mut quiet_since) = (0, Instant::now());
         loop {
             let writes = self.writes.lock().unwrap().clone();
-            if writes.len() >= min || Instant::now() > until {
+            if writes.len() != seen {
+                (seen, quiet_since) = (writes.len(), Instant::now());
+            }
+            let settled = quiet_since.elapsed() >= Duration::from_millis(300);
+            if (writes.len() >= min && settled) || Instant::now() > until {
                 return writes;
             }
             std::thread::sleep(Duration::from_millis(20));
