@@ -68,13 +68,11 @@ pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
                     ("defect_fraction", raw.defect_fraction.is_some()),
                 ],
             );
-            let path = match raw.path {
-                Some(f) => p.path(f),
-                None => {
-                    p.problem("source.path", format!("required with kind = \"{kind}\""));
-                    PathBuf::new()
-                }
-            };
+            let path = p.required_path(
+                "source.path",
+                raw.path,
+                &format!("required with kind = \"{kind}\""),
+            );
             let looping = raw.looping.unwrap_or(false);
             if kind == "folder" {
                 let max_pixels = p.positive("source.max_pixels", raw.max_pixels, 50_000_000);

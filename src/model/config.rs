@@ -40,22 +40,12 @@ impl ModelConfig {
 }
 
 pub fn validate(p: &mut Problems, raw: RawModel) -> ModelConfig {
-    let dir = match raw.dir {
-        Some(d) => p.path(d),
-        None => {
-            p.problem(
-                "model.dir",
-                "required: the model folder holding model.onnx and manifest.toml",
-            );
-            PathBuf::new()
-        }
-    };
-    if let Some(t) = raw.threshold.filter(|t| !t.is_finite()) {
-        p.problem(
-            "model.threshold",
-            format!("expected a finite number, got {t}"),
-        );
-    }
+    let dir = p.required_path(
+        "model.dir",
+        raw.dir,
+        "required: the model folder holding model.onnx and manifest.toml",
+    );
+    p.finite("model.threshold", raw.threshold);
     let threads = raw.threads.unwrap_or(1);
     if threads == 0 {
         p.problem("model.threads", "expected at least 1 thread, got 0");

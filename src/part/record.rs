@@ -6,7 +6,7 @@
 //! knows how to draw it; the writer only calls it, off the line, and saves what it returns.
 
 use opencv::core::Mat;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::inference::ModelInfo;
 
@@ -33,9 +33,23 @@ pub trait Drawing: Send {
     fn draw(&self, frame: Option<&Mat>) -> Result<Mat, String>;
 }
 
-/// Everything recorded about one part at its verdict.
+/// Everything recorded about one part at its verdict: its row (plain data, written to the database or the
+/// journal as it is), and the images the writer saves first, whose paths it then fills into the row.
 pub struct PartRecord {
+    pub row: PartRow,
+    /// The frame to keep, for rejected and sampled passed parts (`<part>.png`, `row.image_path`).
+    pub image: Option<Mat>,
+    /// A rejected part's heat map, drawn over the kept frame (`<part>.heat.png`, `row.heatmap_path`).
+    pub heatmap: Option<Box<dyn Drawing>>,
+    /// A rejected part's sound as a spectrogram (`<part>.spectrogram.png`, `row.acoustic.spectrogram_path`).
+    pub spectrogram: Option<Box<dyn Drawing>>,
+}
+
+/// The `parts` row of one part (image paths filled in by the record writer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartRow {
     pub part_id: String,
+    pub run_id: i64,
     pub seq: u64,
     pub origin: String,
     pub truth: Option<String>,
@@ -45,35 +59,33 @@ pub struct PartRecord {
     pub inferred_us: Option<i64>,
     pub decided_us: i64,
     pub score: Option<f32>,
-    pub verdict: Verdict,
-    pub reasons_json: String,
+    pub threshold: f32,
+    pub verdict: String,
+    pub reasons: String,
     pub result_code: u16,
-    pub model: ModelInfo,
-    /// Whether a PLC will be told (`pending`) or not (`off`).
-    pub plc_status: &'static str,
-    /// The frame to keep, for rejected and sampled passed parts.
-    pub image: Option<Mat>,
-    /// A rejected part's heat map, drawn over the kept frame and saved as `<part>.heat.png`.
-    pub heatmap: Option<Box<dyn Drawing>>,
-    /// Filled in by the writer once the heat map is saved.
+    pub plc_status: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
+    pub image_path: Option<String>,
     pub heatmap_path: Option<String>,
-    /// The acoustic judgement, when the station listens.
-    pub acoustic: Option<AcousticRecord>,
-    /// The PLC's 32-bit part ID and encoder count at the trigger, when the PLC triggered the part.
+    pub acoustic: Option<AcousticRow>,
+    /// The PLC's part ID and encoder count at the trigger.
+    #[serde(default)]
     pub plc_part_id: Option<u32>,
+    #[serde(default)]
     pub encoder: Option<u32>,
 }
 
-/// What the acoustic stage recorded about a part.
-pub struct AcousticRecord {
-    /// None when the sound could not be scored (the reason says why).
+/// The acoustic columns of a part's row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcousticRow {
     pub score: Option<f32>,
-    pub model: ModelInfo,
-    /// The known truth of the part's sound (synthetic sound): `normal` or the anomaly.
+    pub threshold: f32,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
     pub truth: Option<String>,
-    /// A rejected part's sound, drawn as a spectrogram and saved as `<part>.spectrogram.png`.
-    pub spectrogram: Option<Box<dyn Drawing>>,
-    /// Filled in by the writer once the spectrogram is saved.
     pub spectrogram_path: Option<String>,
 }
 

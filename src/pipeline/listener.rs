@@ -12,7 +12,7 @@ use crate::acoustic::spectrogram::Spectrogram;
 use crate::acoustic::{AcousticJob, AcousticModel};
 use crate::audio::{AudioConfig, AudioInput};
 use crate::metrics::{AcousticSummary, Latencies, Spread};
-use crate::part::record::AcousticRecord;
+use crate::part::record::{AcousticRow, Drawing};
 use crate::part::{ModelInfo, Seq};
 
 /// Loads the acoustic model and opens the audio input. A missing or failing audio input is an error when the
@@ -75,13 +75,13 @@ impl Listener {
         })
     }
 
-    /// A part's acoustic record (its sound drawn as a spectrogram when it was rejected), and the figures.
+    /// A part's acoustic columns, its sound to draw as a spectrogram when it was rejected, and the figures.
     pub fn record(
         &mut self,
         heard: Option<Heard>,
         rejected: bool,
         for_sound: bool,
-    ) -> AcousticRecord {
+    ) -> (AcousticRow, Option<Box<dyn Drawing>>) {
         self.summary.rejected += u64::from(for_sound);
         let (score, samples, truth) = match heard {
             Some(Heard {
@@ -102,18 +102,22 @@ impl Listener {
             self.summary.detection.add(t, for_sound);
         }
         let sample_rate_hz = self.input.sample_rate_hz();
-        AcousticRecord {
+        let row = AcousticRow {
             score,
-            model: self.info.clone(),
+            threshold: self.info.threshold,
+            model_name: self.info.name.clone(),
+            model_version: self.info.version.clone(),
+            model_sha256: self.info.sha256.clone(),
             truth,
-            spectrogram: samples.filter(|_| rejected).map(|samples| {
-                Box::new(Spectrogram {
-                    samples,
-                    sample_rate_hz,
-                }) as _
-            }),
             spectrogram_path: None,
-        }
+        };
+        let spectrogram = samples.filter(|_| rejected).map(|samples| {
+            Box::new(Spectrogram {
+                samples,
+                sample_rate_hz,
+            }) as Box<dyn Drawing>
+        });
+        (row, spectrogram)
     }
 
     /// The acoustic figures of the run.

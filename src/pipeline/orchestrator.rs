@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::decision::{Reason, ResultCode, Verdict};
 use crate::metrics::{Counters, Detection, Latencies, bump, read};
 use crate::model::heatmap::HeatMap;
-use crate::part::record::{Drawing, PartRecord, PlcOutcome, RecordMsg};
+use crate::part::record::{Drawing, PartRecord, PartRow, PlcOutcome, RecordMsg};
 use crate::part::{Frame, Job, ModelInfo, Seq, StageReport, StageTimes, TriggerEvent, part_id};
 use crate::plc::{self, PlcJob, PlcMsg};
 use crate::recipe;
@@ -302,7 +302,7 @@ impl Orchestrator {
         let code = f.decision.result_code();
         self.tally(&f, decided, rejected);
         let record = self.record(f, decided, rejected);
-        let (part_id, seq) = (record.part_id.clone(), record.seq);
+        let (part_id, seq) = (record.row.part_id.clone(), record.row.seq);
         if self
             .records
             .send(RecordMsg::Insert(Box::new(record)))
@@ -350,18 +350,23 @@ impl Orchestrator {
             .iter()
             .any(|r| matches!(r, Reason::AcousticScoreOverThreshold { .. }));
         let judged_with_sound = f.heard.is_some();
-        let acoustic = self.listener.as_mut().map(|l| {
-            l.summary.scored += u64::from(judged_with_sound);
-            l.record(f.heard, rejected, for_sound)
-        });
+        let (acoustic, spectrogram) = match self.listener.as_mut() {
+            Some(l) => {
+                l.summary.scored += u64::from(judged_with_sound);
+                let (row, spectrogram) = l.record(f.heard, rejected, for_sound);
+                (Some(row), spectrogram)
+            }
+            None => (None, None),
+        };
         let sound_truth = acoustic.as_ref().and_then(|a| a.truth.as_deref());
         let (origin, truth, image, heatmap) = match f.frame {
             Some(frame) => self.keep_frame(frame, sound_truth, rejected, f.model.threshold),
             None => ("(no frame)".to_string(), None, None, None),
         };
         let wall = |t: Option<Instant>| t.map(|t| self.clock.wall_us(t));
-        PartRecord {
+        let row = PartRow {
             part_id: part_id(self.run_id, f.seq),
+            run_id: self.run_id,
             seq: f.seq,
             origin,
             truth,
@@ -371,21 +376,30 @@ impl Orchestrator {
             inferred_us: wall(f.times.inferred),
             decided_us: self.clock.wall_us(decided),
             score: f.score,
-            verdict: f.decision.verdict,
-            reasons_json: f.decision.reasons_json(),
+            threshold: f.model.threshold,
+            verdict: f.decision.verdict.as_str().into(),
+            reasons: f.decision.reasons_json(),
             result_code: f.decision.result_code() as u16,
-            model: f.model,
             plc_status: if self.plc_tx.is_some() {
                 "pending"
             } else {
                 "off"
-            },
-            image,
-            heatmap,
+            }
+            .into(),
+            model_name: f.model.name,
+            model_version: f.model.version,
+            model_sha256: f.model.sha256,
+            image_path: None,
             heatmap_path: None,
             acoustic,
             plc_part_id: f.tag.map(|t| t.part_id),
             encoder: f.tag.map(|t| t.encoder),
+        };
+        PartRecord {
+            row,
+            image,
+            heatmap,
+            spectrogram,
         }
     }
 

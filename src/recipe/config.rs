@@ -51,12 +51,7 @@ pub fn validate(
                 format!("recipe {number} is defined twice"),
             );
         }
-        if let Some(t) = r.threshold.filter(|t| !t.is_finite()) {
-            p.problem(
-                &field("threshold"),
-                format!("expected a finite number, got {t}"),
-            );
-        }
+        p.finite(&field("threshold"), r.threshold);
         let roi = roi(p, &field("roi"), r.roi);
         recipes.push(RecipeConfig {
             number,

@@ -25,7 +25,7 @@ pub use config::RecordConfig;
 pub use writer::run_writer;
 
 use crate::metrics::Counters;
-pub use crate::part::record::{AcousticRecord, PartRecord, PlcOutcome, RecordMsg};
+pub use crate::part::record::{PartRecord, PlcOutcome, RecordMsg};
 use journal::Journal;
 use rows::Row;
 

@@ -6,6 +6,8 @@
 use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 
+pub use crate::part::record::{AcousticRow, PartRow};
+
 /// One write to the database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "row", rename_all = "snake_case")]
@@ -38,50 +40,6 @@ pub enum Row {
         run_id: i64,
         finished_us: i64,
     },
-}
-
-/// The `parts` row of one part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartRow {
-    pub part_id: String,
-    pub run_id: i64,
-    pub seq: u64,
-    pub origin: String,
-    pub truth: Option<String>,
-    pub triggered_us: i64,
-    pub captured_us: Option<i64>,
-    pub preprocessed_us: Option<i64>,
-    pub inferred_us: Option<i64>,
-    pub decided_us: i64,
-    pub score: Option<f32>,
-    pub threshold: f32,
-    pub verdict: String,
-    pub reasons: String,
-    pub result_code: u16,
-    pub plc_status: String,
-    pub model_name: String,
-    pub model_version: String,
-    pub model_sha256: String,
-    pub image_path: Option<String>,
-    pub heatmap_path: Option<String>,
-    pub acoustic: Option<AcousticRow>,
-    /// The PLC's part ID and encoder count at the trigger.
-    #[serde(default)]
-    pub plc_part_id: Option<u32>,
-    #[serde(default)]
-    pub encoder: Option<u32>,
-}
-
-/// The acoustic columns of a part's row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AcousticRow {
-    pub score: Option<f32>,
-    pub threshold: f32,
-    pub model_name: String,
-    pub model_version: String,
-    pub model_sha256: String,
-    pub truth: Option<String>,
-    pub spectrogram_path: Option<String>,
 }
 
 /// A shadow model's score of a part.

@@ -19,7 +19,7 @@ use opencv::imgcodecs;
 use tokio::sync::mpsc::Receiver;
 
 use super::retention::{self, Disk, excess};
-use super::rows::{AcousticRow, PartRow, Row, ShadowRow};
+use super::rows::{PartRow, Row, ShadowRow};
 use super::{PartSummary, Recorded, Store, commit};
 use crate::metrics::bump;
 use crate::part::record::{Drawing, PartRecord, PlcOutcome, RecordMsg};
@@ -249,60 +249,26 @@ impl Store {
         }
     }
 
-    fn part_row(&mut self, mut r: PartRecord) -> PartRow {
-        let image = r.image.take();
-        let image_path = image
+    /// The part's row, with the paths of its images once they are saved.
+    fn part_row(&mut self, r: PartRecord) -> PartRow {
+        let PartRecord {
+            mut row,
+            image,
+            heatmap,
+            spectrogram,
+        } = r;
+        row.image_path = image
             .as_ref()
-            .and_then(|img| self.save_image(&r.part_id, img));
-        let heatmap_path = match (&image_path, r.heatmap.take()) {
-            (Some(_), Some(drawing)) => {
-                let name = format!("{}.heat", r.part_id);
-                self.save_drawing(&name, &*drawing, image.as_ref())
-            }
-            _ => None,
-        };
-        let acoustic = r.acoustic.take().map(|mut a| {
-            let name = format!("{}.spectrogram", r.part_id);
-            let spectrogram_path = a
-                .spectrogram
-                .take()
-                .and_then(|drawing| self.save_drawing(&name, &*drawing, image.as_ref()));
-            AcousticRow {
-                score: a.score,
-                threshold: a.model.threshold,
-                model_name: a.model.name,
-                model_version: a.model.version,
-                model_sha256: a.model.sha256,
-                truth: a.truth,
-                spectrogram_path,
-            }
-        });
-        PartRow {
-            run_id: self.run_id,
-            seq: r.seq,
-            origin: r.origin,
-            truth: r.truth,
-            triggered_us: r.triggered_us,
-            captured_us: r.captured_us,
-            preprocessed_us: r.preprocessed_us,
-            inferred_us: r.inferred_us,
-            decided_us: r.decided_us,
-            score: r.score,
-            threshold: r.model.threshold,
-            verdict: r.verdict.as_str().into(),
-            reasons: r.reasons_json,
-            result_code: r.result_code,
-            plc_status: r.plc_status.into(),
-            model_name: r.model.name,
-            model_version: r.model.version,
-            model_sha256: r.model.sha256,
-            image_path,
-            heatmap_path,
-            acoustic,
-            plc_part_id: r.plc_part_id,
-            encoder: r.encoder,
-            part_id: r.part_id,
+            .and_then(|img| self.save_image(&row.part_id, img));
+        if let (Some(_), Some(drawing)) = (&row.image_path, heatmap) {
+            let name = format!("{}.heat", row.part_id);
+            row.heatmap_path = self.save_drawing(&name, &*drawing, image.as_ref());
         }
+        if let (Some(acoustic), Some(drawing)) = (&mut row.acoustic, spectrogram) {
+            let name = format!("{}.spectrogram", row.part_id);
+            acoustic.spectrogram_path = self.save_drawing(&name, &*drawing, image.as_ref());
+        }
+        row
     }
 
     /// Draws an image of the part (heat map, spectrogram) and saves it as `<name>.png`; a failed drawing is
