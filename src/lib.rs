@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod linalg;
 pub mod live;
 pub mod metrics;
 pub mod model;

@@ -140,6 +140,174 @@ pub fn roc_image(roc: &[(f64, f64)], title: &str) -> opencv::Result<Mat> {
     Ok(img)
 }
 
+/// Counts of normal and anomalous scores in `bins` equal bins over their common range, and the bins' edges.
+pub fn histogram(
+    normal: &[f32],
+    anomalous: &[f32],
+    bins: usize,
+) -> (Vec<f32>, Vec<usize>, Vec<usize>) {
+    let finite = || {
+        normal
+            .iter()
+            .chain(anomalous)
+            .copied()
+            .filter(|s| s.is_finite())
+    };
+    let lo = finite().fold(f32::INFINITY, f32::min);
+    let hi = finite().fold(f32::NEG_INFINITY, f32::max);
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (lo.min(0.0), lo.max(0.0) + 1.0)
+    };
+    let edges: Vec<f32> = (0..=bins)
+        .map(|i| lo + (hi - lo) * i as f32 / bins as f32)
+        .collect();
+    let count = |v: &[f32]| {
+        let mut c = vec![0usize; bins];
+        for s in v.iter().filter(|s| s.is_finite()) {
+            c[(((s - lo) / (hi - lo) * bins as f32) as usize).min(bins - 1)] += 1;
+        }
+        c
+    };
+    (edges, count(normal), count(anomalous))
+}
+
+/// The clip-score histogram per class as an SVG document (normal blue, anomalous red, the threshold dashed).
+pub fn histogram_svg(normal: &[f32], anomalous: &[f32], threshold: f32, title: &str) -> String {
+    let bins = 30;
+    let (edges, n, a) = histogram(normal, anomalous, bins);
+    let top = n.iter().chain(&a).copied().max().unwrap_or(1).max(1) as f64;
+    let (w, h, pad) = (600.0, 300.0, 50.0);
+    let bar_w = w / bins as f64;
+    let mut bars = String::new();
+    for (i, (cn, ca)) in n.iter().zip(&a).enumerate() {
+        for (count, colour, shift) in [(cn, "#1f5fbf", 0.0), (ca, "#c0392b", bar_w / 2.0)] {
+            let bh = *count as f64 / top * h;
+            let _ = write!(
+                bars,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{colour}"/>"#,
+                pad + i as f64 * bar_w + shift,
+                pad + h - bh,
+                bar_w / 2.0 - 1.0
+            );
+        }
+    }
+    let (lo, hi) = (f64::from(edges[0]), f64::from(edges[bins]));
+    let tx = pad + (f64::from(threshold) - lo) / (hi - lo) * w;
+    let threshold_line = if (pad..=pad + w).contains(&tx) {
+        format!(
+            r##"<line x1="{tx:.1}" y1="{pad}" x2="{tx:.1}" y2="{}" stroke="#333" stroke-dasharray="5 4"/><text x="{:.1}" y="{}">threshold {threshold:.3}</text>"##,
+            pad + h,
+            tx + 4.0,
+            pad + 14.0
+        )
+    } else {
+        String::new()
+    };
+    let title = title.replace('&', "&amp;").replace('<', "&lt;");
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="700" height="420" font-family="sans-serif" font-size="13">
+<rect width="700" height="420" fill="white"/>
+<text x="350" y="30" text-anchor="middle">{title}</text>
+<rect x="50" y="50" width="600" height="300" fill="none" stroke="#444"/>
+{bars}
+{threshold_line}
+<text x="50" y="372">{lo:.3}</text><text x="650" y="372" text-anchor="end">{hi:.3}</text>
+<text x="350" y="395" text-anchor="middle">clip score</text>
+<rect x="470" y="60" width="12" height="12" fill="#1f5fbf"/><text x="488" y="71">normal ({})</text>
+<rect x="470" y="80" width="12" height="12" fill="#c0392b"/><text x="488" y="91">anomalous ({})</text>
+</svg>
+"##,
+        normal.len(),
+        anomalous.len()
+    )
+}
+
+/// The same histogram as an image.
+pub fn histogram_image(
+    normal: &[f32],
+    anomalous: &[f32],
+    threshold: f32,
+    title: &str,
+) -> opencv::Result<Mat> {
+    let (bins, w, h, pad) = (30usize, 600, 300, 40);
+    let (edges, n, a) = histogram(normal, anomalous, bins);
+    let top = n.iter().chain(&a).copied().max().unwrap_or(1).max(1) as f64;
+    let mut img = Mat::new_rows_cols_with_default(
+        h + 2 * pad,
+        w + 2 * pad,
+        opencv::core::CV_8UC3,
+        Scalar::all(255.0),
+    )?;
+    let bar_w = w / bins as i32;
+    for (i, (cn, ca)) in n.iter().zip(&a).enumerate() {
+        for (count, colour, shift) in [
+            (cn, Scalar::new(191.0, 95.0, 31.0, 0.0), 0),
+            (ca, Scalar::new(43.0, 57.0, 192.0, 0.0), bar_w / 2),
+        ] {
+            let bh = (*count as f64 / top * f64::from(h)) as i32;
+            if bh > 0 {
+                let x = pad + i as i32 * bar_w + shift;
+                imgproc::rectangle_points(
+                    &mut img,
+                    Point::new(x, pad + h - bh),
+                    Point::new(x + bar_w / 2 - 1, pad + h),
+                    colour,
+                    -1,
+                    imgproc::LINE_8,
+                    0,
+                )?;
+            }
+        }
+    }
+    let (lo, hi) = (edges[0], edges[bins]);
+    let tx = pad + ((threshold - lo) / (hi - lo) * w as f32) as i32;
+    if (pad..=pad + w).contains(&tx) {
+        imgproc::line(
+            &mut img,
+            Point::new(tx, pad),
+            Point::new(tx, pad + h),
+            Scalar::all(60.0),
+            1,
+            imgproc::LINE_8,
+            0,
+        )?;
+    }
+    imgproc::rectangle_points(
+        &mut img,
+        Point::new(pad, pad),
+        Point::new(pad + w, pad + h),
+        Scalar::all(160.0),
+        1,
+        imgproc::LINE_8,
+        0,
+    )?;
+    let black = Scalar::all(0.0);
+    let label = format!(
+        "{lo:.3} .. {hi:.3}   blue: normal ({}), red: anomalous ({})",
+        normal.len(),
+        anomalous.len()
+    );
+    for (text, at) in [
+        (title, Point::new(pad, pad - 14)),
+        (label.as_str(), Point::new(pad, pad + h + 26)),
+    ] {
+        imgproc::put_text(
+            &mut img,
+            text,
+            at,
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            0.45,
+            black,
+            1,
+            imgproc::LINE_AA,
+            false,
+        )?;
+    }
+    Ok(img)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +331,17 @@ mod tests {
         assert!((partial_auc(&r, 0.1) - 0.5).abs() < 1e-12);
         assert!(roc_svg(&r, "t").contains("<path d=\"M50.0,450.0 "));
         assert!(roc_image(&r, "t").is_ok());
+    }
+
+    #[test]
+    fn the_histogram_counts_each_class_in_its_bins() {
+        let (edges, n, a) = histogram(&[0.0, 0.1, 0.2], &[0.9, 1.0], 10);
+        assert_eq!((edges[0], edges[10]), (0.0, 1.0));
+        assert_eq!(n.iter().sum::<usize>(), 3);
+        assert_eq!((n[0], n[1], n[2]), (1, 1, 1));
+        assert_eq!((a[9], a.iter().sum::<usize>()), (2, 2));
+        let svg = histogram_svg(&[0.0, 0.1, 0.2], &[0.9, 1.0], 0.5, "t");
+        assert!(svg.contains("threshold 0.500") && svg.contains("anomalous (2)"));
+        assert!(histogram_image(&[0.0, 0.1], &[0.9], 0.5, "t").is_ok());
     }
 }

@@ -1,14 +1,21 @@
 //! The acoustic stage: scores each part's sound against what normal operation sounds like.
 //!
-//! A model is a folder `models/<name>/<version>/` with `model.json` (the [`Gaussian`] of normal features) and
-//! `manifest.toml` (`kind = "acoustic"`, the feature parameters, the slice length, the threshold and how it was
-//! chosen, and the sha256 of `model.json`), like the vision models. [`train`] learns it from normal recordings
-//! only; [`evaluate`] measures it. The acoustic worker ([`run_worker`]) owns the model on its own thread: for each
-//! part it waits for the part's slice, extracts features, scores, and draws the spectrogram.
+//! A model is a folder `models/<name>/<version>/` with `model.json` (its [`scoring::Scoring`]: the detector,
+//! the clip aggregation and the per-condition standardisation) and `manifest.toml` (`kind = "acoustic"`, the
+//! slice features, the clip length, the threshold and how it was chosen, the detectors compared, and the sha256
+//! of `model.json`), like the vision models. [`select`] trains every detector on normal recordings only and
+//! keeps the best; [`evaluate`] measures it. The acoustic worker ([`run_worker`]) owns the model on its own
+//! thread: for each part it waits for the part's slice, scores the whole slice, and keeps it for the spectrogram.
 
+pub mod clip;
+pub mod detectors;
 pub mod evaluate;
+pub mod frames;
 pub mod gaussian;
+pub mod scoring;
+pub mod select;
 pub mod spectrogram;
+pub mod stress;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,10 +26,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
 use crate::audio::AudioInput;
-use crate::audio::features::{Extractor, FeatureParams};
+use crate::audio::features::FeatureParams;
 use crate::model::{ModelInfo, sha256_hex};
 use crate::part::Seq;
 pub use gaussian::Gaussian;
+use scoring::{Scorer, Scoring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AcousticError {
@@ -76,17 +84,36 @@ pub struct AcousticManifest {
     /// Length of the slices the model was trained on (the station's `pre_ms + post_ms`).
     pub window_ms: u64,
     pub features: FeatureParams,
+    /// The detector and clip aggregation (`knn (q90)`); absent in models from before detectors were compared.
+    #[serde(default = "slice_detector")]
+    pub detector: String,
     pub threshold: ThresholdSpec,
     pub training: TrainingInfo,
+    /// The detectors compared on validation (out-of-fold normal clips against anomalies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<ComparedEntry>,
+}
+
+fn slice_detector() -> String {
+    "slice-gaussian (max)".into()
+}
+
+/// One detector of the training comparison, as the manifest keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComparedEntry {
+    pub detector: String,
+    pub aggregation: String,
+    pub validation_auc: f64,
+    pub validation_pauc: f64,
 }
 
 /// A loaded, checked acoustic model with its feature extractor.
 pub struct AcousticModel {
     pub manifest: AcousticManifest,
-    pub gaussian: Gaussian,
     pub info: ModelInfo,
     pub dir: PathBuf,
-    extractor: Extractor,
+    pub scorer: Scorer,
 }
 
 impl AcousticModel {
@@ -135,11 +162,22 @@ impl AcousticModel {
                 actual,
             });
         }
-        let gaussian: Gaussian = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(&model_path, format!("not a model: {e}")))?;
-        gaussian
+        let scoring =
+            Scoring::from_json(&bytes, manifest.window_ms).map_err(|d| bad(&model_path, d))?;
+        scoring
             .check(manifest.features.len())
             .map_err(|d| bad(&model_path, d))?;
+        if let Scoring::Frames { frames, .. } | Scoring::Clip { frames, .. } = &scoring
+            && frames.sample_rate_hz != manifest.features.sample_rate_hz
+        {
+            return Err(bad(
+                &model_path,
+                format!(
+                    "frames.sample_rate_hz is {} but manifest.toml's features.sample_rate_hz is {}",
+                    frames.sample_rate_hz, manifest.features.sample_rate_hz
+                ),
+            ));
+        }
         let info = ModelInfo {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -147,9 +185,8 @@ impl AcousticModel {
             threshold: threshold.unwrap_or(manifest.threshold.value),
         };
         Ok(AcousticModel {
-            extractor: Extractor::new(&manifest.features),
+            scorer: Scorer::new(scoring, &manifest.features),
             manifest,
-            gaussian,
             info,
             dir: dir.to_path_buf(),
         })
@@ -159,13 +196,13 @@ impl AcousticModel {
         self.manifest.features.sample_rate_hz
     }
 
-    /// Anomaly score of one slice (higher = less like the normal sound).
+    /// Anomaly score of one slice as a whole (higher = less like the normal sound), for a part of unknown
+    /// condition.
     pub fn score(&mut self, samples: &[f32]) -> f32 {
         if samples.is_empty() {
             return f32::NAN;
         }
-        let f = self.extractor.features(samples);
-        self.gaussian.score(&f)
+        self.scorer.score(samples, None)
     }
 }
 
@@ -243,7 +280,7 @@ pub fn train(features: &[Vec<f32>], margin: f32) -> Result<Trained, AcousticErro
 pub fn save(
     out: &Path,
     manifest: &mut AcousticManifest,
-    gaussian: &Gaussian,
+    scoring: &Scoring,
 ) -> Result<PathBuf, AcousticError> {
     let dir = out.join(&manifest.name).join(&manifest.version);
     let io = |path: &Path, e: std::io::Error| AcousticError::Model {
@@ -251,7 +288,7 @@ pub fn save(
         detail: format!("cannot write: {e}"),
     };
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let json = serde_json::to_vec(gaussian).map_err(|e| AcousticError::Training(e.to_string()))?;
+    let json = serde_json::to_vec(scoring).map_err(|e| AcousticError::Training(e.to_string()))?;
     manifest.sha256 = sha256_hex(&json);
     let model_path = dir.join("model.json");
     std::fs::write(&model_path, &json).map_err(|e| io(&model_path, e))?;

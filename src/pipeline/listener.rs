@@ -33,6 +33,21 @@ pub fn open_acoustic(
         )));
     }
     let window_ms = audio.pre_ms + audio.post_ms;
+    // A model that standardises its clip scores knows normal clips of its own length only: another slice length
+    // moves every score, so it is refused. Older models (one slice Gaussian) are only warned about.
+    let standardised = !matches!(
+        model.scorer.scoring,
+        crate::acoustic::scoring::Scoring::Slice {
+            standardiser: None,
+            ..
+        }
+    );
+    if model.manifest.window_ms != window_ms && standardised {
+        return Err(mismatch(format!(
+            "trained on clips of {} ms but [audio] pre_ms + post_ms = {window_ms} ms (set them to add up to {} ms, or retrain with --window-ms {window_ms})",
+            model.manifest.window_ms, model.manifest.window_ms
+        )));
+    }
     if model.manifest.window_ms != window_ms {
         tracing::warn!(
             "acoustic model {} was trained on {} ms slices but [audio] pre_ms + post_ms = {window_ms} ms; scores may shift",

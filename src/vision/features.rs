@@ -105,8 +105,8 @@ fn pca_filters(
         let mean = patch.iter().sum::<f32>() / dim as f32;
         samples.extend(patch.iter().map(|v| v - mean));
     }
-    let (_, cov) = super::linalg::mean_cov(&samples, dim);
-    let (_, vectors) = super::linalg::symmetric_eigen(&cov, dim);
+    let (_, cov) = crate::linalg::mean_cov(&samples, dim);
+    let (_, vectors) = crate::linalg::symmetric_eigen(&cov, dim);
     let mut bank = vec![1.0 / dim as f32; dim];
     for f in 0..p.filters.min(dim) {
         bank.extend(vectors[f * dim..(f + 1) * dim].iter().map(|&v| v as f32));

@@ -11,8 +11,8 @@
 
 use crate::rng::Rng;
 
-use super::linalg;
 use super::onnx::{Attr, Graph};
+use crate::linalg;
 
 /// A model design.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -18,7 +18,6 @@ pub mod dataset;
 pub mod evaluate;
 pub mod features;
 pub mod heads;
-pub mod linalg;
 pub mod onnx;
 pub mod texture_set;
 

@@ -8,6 +8,7 @@ mod common;
 mod config;
 mod e2e;
 mod failsafe;
+mod machines;
 mod pipeline;
 mod plc;
 mod records;

@@ -1,4 +1,4 @@
-//! The small dense linear algebra the vision trainer needs, in f64: covariance with shrinkage, Cholesky
+//! The small dense linear algebra the trainers need (the vision heads and the acoustic embedding), in f64: covariance with shrinkage, Cholesky
 //! factorisation, the inverse of a lower-triangular factor (the whitening matrix of a Gaussian), and the
 //! symmetric eigen-decomposition (cyclic Jacobi) for the PCA filters. Matrices are row-major `Vec<f64>`, n x n.
 
