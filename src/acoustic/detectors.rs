@@ -356,14 +356,14 @@ impl Gmm {
             .fold(f64::INFINITY, f64::min);
         let mut logs = [0f64; 64];
         let m = self.weights.len().min(logs.len());
-        for c in 0..m {
+        for (c, log) in logs.iter_mut().enumerate().take(m) {
             let (mu, var) = (&self.means[c], &self.vars[c]);
             let mut sum = 0f64;
-            for j in 0..e.len() {
-                let (d, v) = (f64::from(e[j] - mu[j]), f64::from(var[j]));
+            for ((x, mu), var) in e.iter().zip(mu).zip(var) {
+                let (d, v) = (f64::from(x - mu), f64::from(*var));
                 sum += d * d / v + v.ln() + LN_2PI;
             }
-            logs[c] = f64::from(self.weights[c]).max(1e-12).ln() - 0.5 * sum;
+            *log = f64::from(self.weights[c]).max(1e-12).ln() - 0.5 * sum;
         }
         let top = logs[..m].iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let ll = top + logs[..m].iter().map(|l| (l - top).exp()).sum::<f64>().ln();
@@ -396,7 +396,7 @@ mod tests {
             .collect();
         let refs: Vec<&[f32]> = frames.iter().map(Vec::as_slice).collect();
         for kind in Kind::ALL {
-            let d = kind.fit(&[refs.clone()], 7).unwrap();
+            let d = kind.fit(std::slice::from_ref(&refs), 7).unwrap();
             d.check(4).unwrap();
             let normal = d.score(&[3.1, 2.9, 3.0, 3.2]);
             let off = d.score(&[3.0, -3.0, 3.0, -9.0]);
@@ -406,7 +406,7 @@ mod tests {
                 kind.name()
             );
         }
-        let knn = Knn::fit(&[refs.clone()], 100, 1);
+        let knn = Knn::fit(std::slice::from_ref(&refs), 100, 1);
         assert_eq!(knn.bank.len(), 100 * 4);
     }
 

@@ -276,12 +276,15 @@ impl AllViews {
     }
 }
 
+/// A detector fitted on one fold, as a scoring function.
+type FoldScorer = Box<dyn Fn(&[f32]) -> f32>;
+
 /// A candidate's detector fitted on a fold's normal frames, as a scoring function.
 fn fit_candidate(
     candidate: Candidate,
     train: &[Vec<&[f32]>],
     seed: u64,
-) -> Result<Box<dyn Fn(&[f32]) -> f32>, String> {
+) -> Result<FoldScorer, String> {
     Ok(match candidate {
         Candidate::Frames(kind)
         | Candidate::Clip(kind)
@@ -681,7 +684,7 @@ fn oof_curves(
     anomalies: &[Anomaly],
     views: &Views,
     conditions: &[Option<String>],
-    fit: impl Fn(&[Vec<&[f32]>]) -> Result<Box<dyn Fn(&[f32]) -> f32>, String>,
+    fit: impl Fn(&[Vec<&[f32]>]) -> Result<FoldScorer, String>,
 ) -> Result<Curves, AcousticError> {
     let mut out = Curves {
         normal: vec![Vec::new(); views.normal.len()],

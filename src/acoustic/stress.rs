@@ -45,7 +45,7 @@ pub fn apply_scaled(
     seed: u64,
     scale: f32,
 ) -> Vec<f32> {
-    let mut rng = Rng::new(seed ^ 0x5EED_0F_57E5);
+    let mut rng = Rng::new(seed ^ 0x5EED_0F57_E5E5);
     let level = rms(sound).max(1e-6);
     let rate = rate_hz as f32;
     match change {

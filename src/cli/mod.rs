@@ -192,7 +192,7 @@ enum DatasetAction {
 #[derive(Subcommand)]
 enum TrainKind {
     /// Learn the normal sound from normal recordings only (acoustic anomaly model)
-    Audio(train_audio::TrainAudioArgs),
+    Audio(Box<train_audio::TrainAudioArgs>),
     /// Learn an anomaly model from good images only (vision model, exported as ONNX)
     Vision(Box<train_vision::TrainVisionArgs>),
 }

@@ -145,7 +145,7 @@ pub fn train(args: &TrainAudioArgs) -> anyhow::Result<()> {
         slice_sub_window_ms: args.window_ms.min(500),
         candidates,
         threshold_margin: args.threshold_margin,
-        seed: 0x0A0D_10,
+        seed: 0x000A_0D10,
     };
     let selected = select::select(&clips, &validation, &opts)?;
     for c in &selected.table {
