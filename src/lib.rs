@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod part;
 pub mod pipeline;
 pub mod plc;

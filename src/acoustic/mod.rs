@@ -7,6 +7,7 @@
 //! keeps the best; [`evaluate`] measures it. The acoustic worker ([`run_worker`]) owns the model on its own
 //! thread: for each part it waits for the part's slice, scores the whole slice, and keeps it for the spectrogram.
 
+pub mod autoencoder;
 pub mod clip;
 pub mod detectors;
 pub mod evaluate;
@@ -167,7 +168,9 @@ impl AcousticModel {
         scoring
             .check(manifest.features.len())
             .map_err(|d| bad(&model_path, d))?;
-        if let Scoring::Frames { frames, .. } | Scoring::Clip { frames, .. } = &scoring
+        if let Scoring::Frames { frames, .. }
+        | Scoring::Clip { frames, .. }
+        | Scoring::Autoencoder { frames, .. } = &scoring
             && frames.sample_rate_hz != manifest.features.sample_rate_hz
         {
             return Err(bad(

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::autoencoder::Autoencoder;
 use super::clip::{Aggregation, Standardiser};
 use super::detectors::FrameScorer;
 use super::frames::{BandNorm, Embedding, FrameExtractor, FrameParams};
@@ -30,6 +31,14 @@ pub enum Scoring {
         frames: FrameParams,
         embedding: Embedding,
         scorer: FrameScorer,
+        aggregation: Aggregation,
+        smooth: usize,
+        standardiser: Option<Standardiser>,
+    },
+    /// A dense autoencoder of stacked log-mel frames: a frame's score is its RMS reconstruction error.
+    Autoencoder {
+        frames: FrameParams,
+        model: Autoencoder,
         aggregation: Aggregation,
         smooth: usize,
         standardiser: Option<Standardiser>,
@@ -85,6 +94,9 @@ impl Scoring {
                 aggregation,
                 ..
             } => format!("{} ({})", scorer.name(), aggregation.name()),
+            Scoring::Autoencoder { aggregation, .. } => {
+                format!("autoencoder ({})", aggregation.name())
+            }
             Scoring::Ensemble { members, .. } => format!(
                 "max of {}",
                 members
@@ -147,6 +159,13 @@ impl Scoring {
                 embedding.check(frames.dim())?;
                 scorer.check(embedding.dims())
             }
+            Scoring::Autoencoder { frames, model, .. } => {
+                let p = frames.problems();
+                if !p.is_empty() {
+                    return Err(format!("frames.{}", p.join("; frames.")));
+                }
+                model.check(frames.dim())
+            }
             Scoring::Clip {
                 frames,
                 spectrum,
@@ -187,9 +206,9 @@ pub struct Scorer {
 impl Scorer {
     pub fn new(scoring: Scoring, features: &FeatureParams) -> Scorer {
         let frames = match &scoring {
-            Scoring::Frames { frames, .. } | Scoring::Clip { frames, .. } => {
-                Some(FrameExtractor::new(frames))
-            }
+            Scoring::Frames { frames, .. }
+            | Scoring::Clip { frames, .. }
+            | Scoring::Autoencoder { frames, .. } => Some(FrameExtractor::new(frames)),
             Scoring::Slice { .. } | Scoring::Ensemble { .. } => None,
         };
         let members = match &scoring {
@@ -222,6 +241,9 @@ impl Scorer {
                 .iter()
                 .map(|f| scorer.score(&embedding.project(f)))
                 .collect(),
+            (Scoring::Autoencoder { model, .. }, Some(ex)) => {
+                ex.stacked(samples).iter().map(|f| model.score(f)).collect()
+            }
             (
                 Scoring::Slice {
                     gaussian,
@@ -297,6 +319,12 @@ impl Scorer {
                 ..
             }
             | Scoring::Frames {
+                aggregation,
+                smooth,
+                standardiser,
+                ..
+            }
+            | Scoring::Autoencoder {
                 aggregation,
                 smooth,
                 standardiser,

@@ -9,6 +9,7 @@
 //! it per fold would only add time.
 
 use super::AcousticError;
+use super::autoencoder::{AeOptions, Autoencoder};
 use super::clip::{Aggregation, Standardiser};
 use super::detectors::Kind;
 use super::evaluate;
@@ -37,10 +38,12 @@ pub enum Candidate {
     Spectrum(Kind),
     /// A detector over the clip's rhythm alone (the modulation part of the mel embedding).
     Rhythm(Kind),
+    /// The dense autoencoder of stacked log-mel frames.
+    Autoencoder,
 }
 
 impl Candidate {
-    pub const ALL: [Candidate; 13] = [
+    pub const ALL: [Candidate; 14] = [
         Candidate::Spectrum(Kind::Zmax),
         Candidate::Spectrum(Kind::Knn),
         Candidate::Rhythm(Kind::Zmax),
@@ -54,11 +57,13 @@ impl Candidate {
         Candidate::Frames(Kind::Gmm),
         Candidate::Frames(Kind::Gaussian),
         Candidate::Slice,
+        Candidate::Autoencoder,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Candidate::Slice => "slice-gaussian",
+            Candidate::Autoencoder => "autoencoder",
             Candidate::Frames(k) => k.name(),
             Candidate::Clip(Kind::Knn) => "clip-knn",
             Candidate::Clip(Kind::Gaussian) => "clip-gaussian",
@@ -83,6 +88,7 @@ impl Candidate {
             Candidate::Clip(_) => 2,
             Candidate::Spectrum(_) => 3,
             Candidate::Rhythm(_) => 4,
+            Candidate::Autoencoder => 5,
         }
     }
 
@@ -189,6 +195,7 @@ struct AllViews {
     spectrum: Views,
     rhythm: Views,
     slice: Views,
+    stacked: Views,
 }
 
 impl AllViews {
@@ -201,6 +208,15 @@ impl AllViews {
         let wants = |f: usize| opts.candidates.iter().any(|c| c.family() == f);
         let mut ex = FrameExtractor::new(&opts.frames);
         let mut all = AllViews::default();
+        if wants(5) {
+            let normal: Vec<Vec<Vec<f32>>> = clips.iter().map(|c| ex.stacked(c.samples)).collect();
+            let anomalous = anomalies.iter().map(|a| ex.stacked(&a.2)).collect();
+            all.stacked = Views {
+                train: normal.clone(),
+                normal,
+                anomalous,
+            };
+        }
         if wants(1) {
             let normal: Vec<Vec<Vec<f32>>> = clips.iter().map(|c| ex.stacked(c.samples)).collect();
             let frames: Vec<&[f32]> = normal.iter().flatten().map(Vec::as_slice).collect();
@@ -272,6 +288,7 @@ impl AllViews {
             Candidate::Clip(_) => &self.clip,
             Candidate::Spectrum(_) => &self.spectrum,
             Candidate::Rhythm(_) => &self.rhythm,
+            Candidate::Autoencoder => &self.stacked,
         }
     }
 }
@@ -297,6 +314,11 @@ fn fit_candidate(
             let rows: Vec<Vec<f32>> = train.iter().flatten().map(|f| f.to_vec()).collect();
             let g = Gaussian::fit(&rows)?;
             Box::new(move |f: &[f32]| g.score(f))
+        }
+        Candidate::Autoencoder => {
+            let frames: Vec<&[f32]> = train.iter().flatten().copied().collect();
+            let ae = Autoencoder::fit(&frames, &ae_options(seed))?;
+            Box::new(move |f: &[f32]| ae.score(f))
         }
     })
 }
@@ -333,7 +355,7 @@ pub fn select(
     for &candidate in &opts.candidates {
         let (smooth, aggregations): (usize, &[Aggregation]) = match candidate {
             Candidate::Slice => (slice_smooth, &Aggregation::CHOICES),
-            Candidate::Frames(_) => (frame_smooth, &Aggregation::CHOICES),
+            Candidate::Frames(_) | Candidate::Autoencoder => (frame_smooth, &Aggregation::CHOICES),
             _ => (1, &[Aggregation::Max]),
         };
         let fit = |train: &[Vec<&[f32]>]| fit_candidate(candidate, train, opts.seed);
@@ -545,6 +567,23 @@ fn refit(
                 standardiser,
             }
         }
+        Candidate::Autoencoder => {
+            let frames: Vec<&[f32]> = views
+                .stacked
+                .train
+                .iter()
+                .flatten()
+                .map(Vec::as_slice)
+                .collect();
+            Scoring::Autoencoder {
+                frames: opts.frames.clone(),
+                model: Autoencoder::fit(&frames, &ae_options(opts.seed))
+                    .map_err(AcousticError::Training)?,
+                aggregation: e.aggregation,
+                smooth: e.smooth,
+                standardiser,
+            }
+        }
         Candidate::Slice => {
             let rows: Vec<Vec<f32>> = views.slice.train.iter().flatten().cloned().collect();
             Scoring::Slice {
@@ -556,6 +595,19 @@ fn refit(
             }
         }
     })
+}
+
+/// The autoencoder's shape and training: 320 -> 64 -> 8 -> 64 -> 320 on up to 2,048 frames, 15 epochs (a few
+/// seconds per fold on one core).
+fn ae_options(seed: u64) -> AeOptions {
+    AeOptions {
+        hidden: 64,
+        bottleneck: 8,
+        epochs: 15,
+        max_frames: 2048,
+        seed,
+        ..AeOptions::default()
+    }
 }
 
 /// Strength of the validation anomalies against the stress set's.

@@ -11,7 +11,7 @@
 
 use crate::rng::Rng;
 
-use super::onnx::{Attr, Graph};
+use crate::onnx::{Attr, Graph};
 
 /// Feature grid stride in input pixels.
 pub const STRIDE: usize = 4;

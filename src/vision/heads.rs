@@ -11,8 +11,8 @@
 
 use crate::rng::Rng;
 
-use super::onnx::{Attr, Graph};
 use crate::linalg;
+use crate::onnx::{Attr, Graph};
 
 /// A model design.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -18,7 +18,6 @@ pub mod dataset;
 pub mod evaluate;
 pub mod features;
 pub mod heads;
-pub mod onnx;
 pub mod texture_set;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +32,7 @@ use crate::model::manifest::{
     ColorOrder, InputSpec, Layout, ManifestFile, OutputSpec, ThresholdSpec, Training,
 };
 use crate::model::{Model, registry, runtime, sha256_hex};
+use crate::onnx;
 use crate::preprocess::Preprocessor;
 use crate::preprocess::{PreprocessConfig, Roi};
 use dataset::Item;

@@ -426,3 +426,67 @@ async fn a_compared_and_standardised_model_judges_the_line_and_its_clip_length_i
         "{text}"
     );
 }
+
+/// The autoencoder trained on real frames, exported through the station's ONNX writer, gives the same scores in
+/// ONNX Runtime as in the station, and scores anomalous frames of the same machine higher on average.
+#[test]
+fn the_autoencoder_runs_in_onnx_runtime_to_the_stations_own_scores() {
+    use inspection_station::acoustic::autoencoder::{AeOptions, Autoencoder};
+    use inspection_station::acoustic::frames::FrameExtractor;
+    use ort::session::Session;
+    use ort::value::TensorRef;
+
+    let dir = shared_data("dcase2020_lite").join("slider");
+    let read = |p: &Path| wav::read_at(p, 0, 16_000).unwrap_or_else(|e| panic!("{e}"));
+    let mut ex = FrameExtractor::new(&FrameParams::for_rate(16_000));
+    let normal: Vec<Vec<f32>> = wavs(&dir, "normal_")
+        .iter()
+        .take(2)
+        .flat_map(|p| ex.stacked(&read(p)))
+        .collect();
+    let refs: Vec<&[f32]> = normal.iter().map(Vec::as_slice).collect();
+    let ae = Autoencoder::fit(
+        &refs,
+        &AeOptions {
+            epochs: 10,
+            ..AeOptions::default()
+        },
+    )
+    .unwrap();
+    let test: Vec<Vec<f32>> = ex.stacked(&read(&wavs(&dir, "normal_")[2]));
+    let anomalous: Vec<Vec<f32>> = wavs(&dir, "anomaly_")
+        .iter()
+        .flat_map(|p| ex.stacked(&read(p)))
+        .collect();
+
+    let env =
+        inspection_station::model::runtime::environment(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut session = Session::builder(env)
+        .and_then(|mut b| b.commit_from_memory(&ae.to_onnx()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flat: Vec<f32> = test.iter().flatten().copied().collect();
+    let input =
+        TensorRef::from_array_view((vec![test.len() as i64, 320], flat.as_slice())).unwrap();
+    let outputs = session.run(ort::inputs!["frames" => input]).unwrap();
+    let (shape, ort_scores) = outputs["error"].try_extract_tensor::<f32>().unwrap();
+    assert_eq!(
+        shape.iter().copied().collect::<Vec<_>>(),
+        vec![test.len() as i64]
+    );
+    let worst = test
+        .iter()
+        .zip(ort_scores)
+        .map(|(f, o)| (ae.score(f) - o).abs() / o.abs().max(1e-3))
+        .fold(0f32, f32::max);
+    let mean = |v: &[Vec<f32>]| v.iter().map(|f| ae.score(f)).sum::<f32>() / v.len() as f32;
+    let (held_out, anomalies) = (mean(&test), mean(&anomalous));
+    println!(
+        "autoencoder on slider frames: ONNX Runtime vs station, largest relative difference {worst:.2e} over {} frames; mean error held-out normal {held_out:.3}, anomalous {anomalies:.3}",
+        test.len()
+    );
+    assert!(worst < 1e-4, "{worst}");
+    assert!(
+        anomalies > held_out,
+        "anomalous {anomalies} vs normal {held_out}"
+    );
+}

@@ -7,7 +7,7 @@
 //! that the station's trained models need is covered: float32 and int64 tensors, single-output
 //! nodes in the default operator domain, and scalar, list and string attributes.
 //!
-//! The vision trainer uses it to export its models, so that they run through the same ONNX
+//! The vision trainer and the acoustic autoencoder use it to export their models, so that they run through the same ONNX
 //! Runtime path as any other model.
 //!
 //! Fields are written in field-number order and repeated scalars unpacked (as `onnx.proto` is
