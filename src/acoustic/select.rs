@@ -411,14 +411,35 @@ pub fn select(
             "no detector could be validated".into(),
         ));
     };
+    // The one-standard-error rule: the first candidate (in the order given, simplest and fastest first) whose
+    // AUC is within one standard error of the best, since with few validation clips the best AUC is partly
+    // luck.
+    let se = auc_standard_error(top.auc, conditions.normal.len(), conditions.anomalous.len());
+    let order = |e: &Entry| {
+        opts.candidates
+            .iter()
+            .position(|c| *c == e.candidate)
+            .unwrap_or(usize::MAX)
+    };
+    let pick = (0..entries.len())
+        .filter(|&i| entries[i].auc >= top.auc - se)
+        .min_by_key(|&i| (order(&entries[i]), i))
+        .unwrap_or(0);
     let mut chosen = Chosen {
-        members: vec![0],
-        auc: top.auc,
-        pauc: top.pauc,
-        oof: top.zn.clone(),
+        members: vec![pick],
+        auc: entries[pick].auc,
+        pauc: entries[pick].pauc,
+        oof: entries[pick].zn.clone(),
         ensemble: None,
     };
-    best_pair(&entries, &conditions, &mut table, &mut chosen);
+    // A pair is more complex than one detector: it must beat the best one by more than the standard error.
+    best_pair(
+        &entries,
+        &conditions,
+        top.auc + se.max(ENSEMBLE_GAIN),
+        &mut table,
+        &mut chosen,
+    );
     let mut fitted = chosen
         .members
         .iter()
@@ -485,11 +506,11 @@ struct Chosen {
 }
 
 /// Pairs of the best detectors that see different features, each clip scored by the larger of the two
-/// standardised scores (one detector hears a tone, another a rhythm): kept if it validates better than any single
-/// one.
+/// standardised scores (one detector hears a tone, another a rhythm): kept if its validation AUC clears `bar`.
 fn best_pair(
     entries: &[Entry],
     conditions: &Conditions,
+    bar: f64,
     table: &mut Vec<Compared>,
     chosen: &mut Chosen,
 ) {
@@ -512,7 +533,7 @@ fn best_pair(
                 auc,
                 pauc,
             });
-            if (auc, pauc) > (chosen.auc + ENSEMBLE_GAIN, chosen.pauc) {
+            if auc > bar && (auc, pauc) > (chosen.auc, chosen.pauc) {
                 *chosen = Chosen {
                     members: vec![i, j],
                     auc,
@@ -614,8 +635,18 @@ fn ae_options(seed: u64) -> AeOptions {
 const VALIDATION_STRENGTH: f32 = 0.5;
 /// Ensembles are tried among this many best single detectors.
 const ENSEMBLE_FROM: usize = 6;
-/// An ensemble must validate this much better (AUC) than the best single detector to be kept.
+/// An ensemble must validate at least this much better (AUC) than the best single detector to be kept.
 const ENSEMBLE_GAIN: f64 = 0.005;
+
+/// The standard error of an AUC from `n` normal and `m` anomalous scores (Hanley and McNeil, 1982).
+fn auc_standard_error(auc: f64, n: usize, m: usize) -> f64 {
+    let (n, m) = (n.max(1) as f64, m.max(1) as f64);
+    let q1 = auc / (2.0 - auc);
+    let q2 = 2.0 * auc * auc / (1.0 + auc);
+    ((auc * (1.0 - auc) + (m - 1.0) * (q1 - auc * auc) + (n - 1.0) * (q2 - auc * auc)) / (n * m))
+        .max(0.0)
+        .sqrt()
+}
 
 fn aucs(normal: &[f32], anomalous: &[f32]) -> (f64, f64) {
     let roc = evaluate::roc(normal, anomalous);
