@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use inspection_station::acoustic::AcousticModel;
-use inspection_station::acoustic::frames::FrameParams;
 use inspection_station::acoustic::scoring::Scorer;
 use inspection_station::acoustic::select::{self, Candidate, Clip, SelectOptions};
-use inspection_station::audio::features::FeatureParams;
 use inspection_station::audio::synthetic::{Machine, SyntheticSoundParams, clip};
 
 const RATE: u32 = 48_000;
@@ -76,13 +74,9 @@ fn trained(candidate: Candidate, rate: u32) -> Scorer {
         })
         .collect();
     let opts = SelectOptions {
-        features: FeatureParams::for_rate(rate),
-        frames: FrameParams::for_rate(rate),
-        embedding_dims: 32,
-        slice_sub_window_ms: 500,
         candidates: vec![candidate],
-        threshold_margin: 1.25,
         seed: 1,
+        ..SelectOptions::for_rate(rate)
     };
     let selected = select::select(&clips, &[], &opts).unwrap_or_else(|e| panic!("{e}"));
     Scorer::new(selected.scoring, &opts.features)

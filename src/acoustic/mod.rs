@@ -209,17 +209,6 @@ impl AcousticModel {
     }
 }
 
-/// How `station train audio` learns.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    pub features: FeatureParams,
-    /// Slice length; files longer than this are cut into windows.
-    pub window_ms: u64,
-    pub hop_ms: u64,
-    /// The threshold is this factor times the highest out-of-fold score of the normal windows.
-    pub threshold_margin: f32,
-}
-
 /// Cuts a recording into windows of `window` samples every `hop`; a recording shorter than one window is one
 /// window.
 pub fn windows(samples: &[f32], window: usize, hop: usize) -> Vec<&[f32]> {

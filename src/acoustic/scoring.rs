@@ -152,18 +152,12 @@ impl Scoring {
                 scorer,
                 ..
             } => {
-                let p = frames.problems();
-                if !p.is_empty() {
-                    return Err(format!("frames.{}", p.join("; frames.")));
-                }
+                frames_ok(frames)?;
                 embedding.check(frames.dim())?;
                 scorer.check(embedding.dims())
             }
             Scoring::Autoencoder { frames, model, .. } => {
-                let p = frames.problems();
-                if !p.is_empty() {
-                    return Err(format!("frames.{}", p.join("; frames.")));
-                }
+                frames_ok(frames)?;
                 model.check(frames.dim())
             }
             Scoring::Clip {
@@ -174,10 +168,7 @@ impl Scoring {
                 scorer,
                 ..
             } => {
-                let p = frames.problems();
-                if !p.is_empty() {
-                    return Err(format!("frames.{}", p.join("; frames.")));
-                }
+                frames_ok(frames)?;
                 let bands = if *spectrum {
                     frames.fft_size / 2 + 1
                 } else {
@@ -191,6 +182,15 @@ impl Scoring {
                 })
             }
         }
+    }
+}
+
+fn frames_ok(frames: &FrameParams) -> Result<(), String> {
+    let p = frames.problems();
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("frames.{}", p.join("; frames.")))
     }
 }
 

@@ -110,6 +110,22 @@ pub struct SelectOptions {
     pub seed: u64,
 }
 
+impl SelectOptions {
+    /// Defaults at a sample rate: every candidate, a 32-axis embedding, 500 ms slice sub-windows, threshold
+    /// margin 1.25.
+    pub fn for_rate(rate_hz: u32) -> SelectOptions {
+        SelectOptions {
+            features: FeatureParams::for_rate(rate_hz),
+            frames: FrameParams::for_rate(rate_hz),
+            embedding_dims: 32,
+            slice_sub_window_ms: 500,
+            candidates: Candidate::ALL.to_vec(),
+            threshold_margin: 1.25,
+            seed: 0x000A_0D10,
+        }
+    }
+}
+
 /// One line of the comparison table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Compared {
@@ -132,9 +148,30 @@ pub struct Selected {
 /// and per anomaly, the vectors whose scores make its curve.
 #[derive(Default)]
 struct Views {
+    /// Empty when the detectors are fitted on the normal clips' own vectors (`normal`).
     train: Vec<Vec<Vec<f32>>>,
     normal: Vec<Vec<Vec<f32>>>,
     anomalous: Vec<Vec<Vec<f32>>>,
+}
+
+impl Views {
+    /// Views whose detectors are fitted on the normal clips' own vectors.
+    fn same(normal: Vec<Vec<Vec<f32>>>, anomalous: Vec<Vec<Vec<f32>>>) -> Views {
+        Views {
+            train: Vec::new(),
+            normal,
+            anomalous,
+        }
+    }
+
+    /// What the detectors are fitted on, per normal clip.
+    fn train(&self) -> &[Vec<Vec<f32>>] {
+        if self.train.is_empty() {
+            &self.normal
+        } else {
+            &self.train
+        }
+    }
 }
 
 /// Score curves of the normal clips (out of fold) and of the anomalies.
@@ -208,41 +245,34 @@ impl AllViews {
         let wants = |f: usize| opts.candidates.iter().any(|c| c.family() == f);
         let mut ex = FrameExtractor::new(&opts.frames);
         let mut all = AllViews::default();
-        if wants(5) {
+        if wants(1) || wants(5) {
+            // Stacked frames once, for the autoencoder as they are and for the frame detectors embedded.
             let normal: Vec<Vec<Vec<f32>>> = clips.iter().map(|c| ex.stacked(c.samples)).collect();
-            let anomalous = anomalies.iter().map(|a| ex.stacked(&a.2)).collect();
-            all.stacked = Views {
-                train: normal.clone(),
-                normal,
-                anomalous,
-            };
-        }
-        if wants(1) {
-            let normal: Vec<Vec<Vec<f32>>> = clips.iter().map(|c| ex.stacked(c.samples)).collect();
-            let frames: Vec<&[f32]> = normal.iter().flatten().map(Vec::as_slice).collect();
-            let step = frames.len().div_ceil(20_000).max(1);
-            let sample: Vec<&[f32]> = frames.iter().step_by(step).copied().collect();
-            let embedding =
-                Embedding::fit(&sample, opts.embedding_dims).map_err(AcousticError::Training)?;
-            let project = |frames: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
-                frames.iter().map(|f| embedding.project(f)).collect()
-            };
-            let normal: Vec<Vec<Vec<f32>>> = normal.iter().map(project).collect();
-            let anomalous = anomalies
-                .iter()
-                .map(|a| project(&ex.stacked(&a.2)))
-                .collect();
-            all.frames = Views {
-                train: normal.clone(),
-                normal,
-                anomalous,
-            };
-            all.embedding = Some(embedding);
+            let anomalous: Vec<Vec<Vec<f32>>> =
+                anomalies.iter().map(|a| ex.stacked(&a.2)).collect();
+            if wants(1) {
+                let frames: Vec<&[f32]> = normal.iter().flatten().map(Vec::as_slice).collect();
+                let step = frames.len().div_ceil(20_000).max(1);
+                let sample: Vec<&[f32]> = frames.iter().step_by(step).copied().collect();
+                let embedding = Embedding::fit(&sample, opts.embedding_dims)
+                    .map_err(AcousticError::Training)?;
+                let project = |frames: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+                    frames.iter().map(|f| embedding.project(f)).collect()
+                };
+                all.frames = Views::same(
+                    normal.iter().map(project).collect(),
+                    anomalous.iter().map(project).collect(),
+                );
+                all.embedding = Some(embedding);
+            }
+            if wants(5) {
+                all.stacked = Views::same(normal, anomalous);
+            }
         }
         if wants(2) || wants(4) {
             (all.band_norm, all.clip) =
                 whole_clip_views(clips, anomalies, &mut ex, FrameExtractor::log_mel, false)?;
-            let tail = |v: &Vec<Vec<Vec<f32>>>| -> Vec<Vec<Vec<f32>>> {
+            let tail = |v: &[Vec<Vec<f32>>]| -> Vec<Vec<Vec<f32>>> {
                 v.iter()
                     .map(|c| {
                         c.iter()
@@ -252,7 +282,7 @@ impl AllViews {
                     .collect()
             };
             all.rhythm = Views {
-                train: tail(&all.clip.train),
+                train: tail(all.clip.train()),
                 normal: tail(&all.clip.normal),
                 anomalous: tail(&all.clip.anomalous),
             };
@@ -272,11 +302,7 @@ impl AllViews {
             };
             let normal: Vec<Vec<Vec<f32>>> = clips.iter().map(|c| features(c.samples)).collect();
             let anomalous = anomalies.iter().map(|a| features(&a.2)).collect();
-            all.slice = Views {
-                train: normal.clone(),
-                normal,
-                anomalous,
-            };
+            all.slice = Views::same(normal, anomalous);
         }
         Ok(all)
     }
@@ -556,7 +582,7 @@ fn refit(
     let missing =
         || AcousticError::Training("internal: the winner's features were not computed".into());
     fn all<'a>(v: &'a Views, conditions: &[Option<String>]) -> Vec<Vec<&'a [f32]>> {
-        by_condition(&v.train, conditions, |_| true)
+        by_condition(v.train(), conditions, |_| true)
     }
     let standardiser = Some(e.standardiser.clone());
     Ok(match e.candidate {
@@ -591,7 +617,7 @@ fn refit(
         Candidate::Autoencoder => {
             let frames: Vec<&[f32]> = views
                 .stacked
-                .train
+                .train()
                 .iter()
                 .flatten()
                 .map(Vec::as_slice)
@@ -606,7 +632,7 @@ fn refit(
             }
         }
         Candidate::Slice => {
-            let rows: Vec<Vec<f32>> = views.slice.train.iter().flatten().cloned().collect();
+            let rows: Vec<Vec<f32>> = views.slice.train().iter().flatten().cloned().collect();
             Scoring::Slice {
                 gaussian: Gaussian::fit(&rows).map_err(AcousticError::Training)?,
                 sub_window_ms: opts.slice_sub_window_ms,
@@ -774,7 +800,7 @@ fn oof_curves(
         anomalous: vec![Vec::new(); views.anomalous.len()],
     };
     for f in 0..n_folds {
-        let train = by_condition(&views.train, conditions, |i| fold_of[i] != f);
+        let train = by_condition(views.train(), conditions, |i| fold_of[i] != f);
         let score = fit(&train).map_err(AcousticError::Training)?;
         for (i, v) in views
             .normal

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::acoustic::clip::{condition_of, read_conditions};
-use crate::acoustic::frames::FrameParams;
 use crate::acoustic::select::{self, Candidate, Clip, SelectOptions};
 use crate::acoustic::{
     self, AcousticManifest, ComparedEntry, ThresholdSpec, TrainingInfo, window_samples, windows,
@@ -140,12 +139,10 @@ pub fn train(args: &TrainAudioArgs) -> anyhow::Result<()> {
     }
     let opts = SelectOptions {
         features: params.clone(),
-        frames: FrameParams::for_rate(rate),
-        embedding_dims: 32,
         slice_sub_window_ms: args.window_ms.min(500),
         candidates,
         threshold_margin: args.threshold_margin,
-        seed: 0x000A_0D10,
+        ..SelectOptions::for_rate(rate)
     };
     let selected = select::select(&clips, &validation, &opts)?;
     for c in &selected.table {

@@ -9,10 +9,9 @@ use std::process::Command;
 use inspection_station::acoustic::evaluate;
 use inspection_station::acoustic::frames::FrameParams;
 use inspection_station::acoustic::scoring::Scorer;
-use inspection_station::acoustic::select::{self, Candidate, Clip, SelectOptions};
+use inspection_station::acoustic::select::{self, Clip, SelectOptions};
 use inspection_station::acoustic::stress::{self, Change};
 use inspection_station::acoustic::windows;
-use inspection_station::audio::features::FeatureParams;
 use inspection_station::audio::synthetic::Machine;
 use inspection_station::audio::wav;
 
@@ -243,13 +242,8 @@ fn stress_auc(snr_db: f32, noise: &[f32]) -> (f64, String) {
         })
         .collect();
     let opts = SelectOptions {
-        features: FeatureParams::for_rate(RATE),
-        frames: FrameParams::for_rate(RATE),
-        embedding_dims: 32,
-        slice_sub_window_ms: 500,
-        candidates: Candidate::ALL.to_vec(),
-        threshold_margin: 1.25,
         seed: 11,
+        ..SelectOptions::for_rate(RATE)
     };
     let selected = select::select(&clips, &[], &opts).unwrap();
     let mut scorer = Scorer::new(selected.scoring, &opts.features);
@@ -314,13 +308,9 @@ fn cwru_bearing_faults_stay_separated_through_the_detector_comparison() {
         })
         .collect();
     let opts = SelectOptions {
-        features: FeatureParams::for_rate(48_000),
-        frames: FrameParams::for_rate(48_000),
-        embedding_dims: 32,
         slice_sub_window_ms: 250,
-        candidates: Candidate::ALL.to_vec(),
-        threshold_margin: 1.25,
         seed: 3,
+        ..SelectOptions::for_rate(48_000)
     };
     let selected = select::select(&clips, &[], &opts).unwrap();
     let mut scorer = Scorer::new(selected.scoring, &opts.features);
