@@ -7,6 +7,10 @@
 //! that the station's trained models need is covered: float32 and int64 tensors, single-output
 //! nodes in the default operator domain, and scalar, list and string attributes.
 //!
+//! It also reads a model back ([`read`]) far enough to splice the part of its graph that computes chosen outputs
+//! into a graph under construction ([`Graph::splice`]): the vision trainer puts the ImageNet backbone and its
+//! anomaly head into one model that way.
+//!
 //! The vision trainer and the acoustic autoencoder use it to export their models, so that they run through the same ONNX
 //! Runtime path as any other model.
 //!
@@ -36,6 +40,8 @@ const INT64: i64 = 7;
 
 #[derive(Debug)]
 struct Node {
+    /// A node read from another model ([`Graph::splice`]), already encoded with its new names.
+    spliced: Option<Vec<u8>>,
     op_type: String,
     name: String,
     inputs: Vec<String>,
@@ -45,6 +51,8 @@ struct Node {
 
 #[derive(Debug)]
 struct Tensor {
+    /// A tensor read from another model, already encoded with its new name.
+    spliced: Option<Vec<u8>>,
     name: String,
     dims: Vec<i64>,
     data_type: i64,
@@ -130,6 +138,82 @@ impl Graph {
         self.push_node(op_type, inputs, attrs, output.to_string())
     }
 
+    /// Adds the part of `model` that computes its values `outputs`, pruned of every node they do not need.
+    /// Each of the model's names gets `prefix` (so nothing clashes with this graph's names), except its graph
+    /// inputs, which are wired to this graph's values as `inputs` says (model input name, value here). Returns
+    /// the new names of `outputs`, in order.
+    pub fn splice(
+        &mut self,
+        model: &Imported,
+        prefix: &str,
+        inputs: &[(&str, &str)],
+        outputs: &[&str],
+    ) -> Result<Vec<String>, String> {
+        let needed = model.needed(outputs)?;
+        let rename = |name: &str| -> String {
+            match inputs.iter().find(|(from, _)| *from == name) {
+                Some((_, to)) => to.to_string(),
+                None if name.is_empty() => String::new(),
+                None => format!("{prefix}{name}"),
+            }
+        };
+        for input in &model.inputs {
+            if !inputs.iter().any(|(from, _)| from == input) {
+                return Err(format!("the model's input {input:?} is not wired"));
+            }
+        }
+        let mut used = HashSet::new();
+        for (i, node) in model.nodes.iter().enumerate().filter(|(i, _)| needed[*i]) {
+            let mut out = Vec::new();
+            for (field, payload, whole) in fields(&node.raw)? {
+                let text = || String::from_utf8_lossy(payload).into_owned();
+                match field {
+                    1 => bytes(&mut out, 1, rename(&text()).as_bytes()),
+                    2 | 3 => {
+                        let name = rename(&text());
+                        if field == 2 {
+                            self.claim(&name);
+                        }
+                        bytes(&mut out, field, name.as_bytes());
+                    }
+                    _ => out.extend_from_slice(whole),
+                }
+            }
+            used.extend(model.nodes[i].inputs.iter().cloned());
+            self.nodes.push(Node {
+                spliced: Some(out),
+                op_type: String::new(),
+                name: String::new(),
+                inputs: Vec::new(),
+                output: String::new(),
+                attrs: Vec::new(),
+            });
+        }
+        for (name, raw) in &model.initializers {
+            if !used.contains(name) {
+                continue;
+            }
+            let mut out = Vec::new();
+            for (field, payload, whole) in fields(raw)? {
+                if field == 8 {
+                    let name = rename(&String::from_utf8_lossy(payload));
+                    self.claim(&name);
+                    bytes(&mut out, 8, name.as_bytes());
+                } else {
+                    out.extend_from_slice(whole);
+                }
+            }
+            self.initializers.push(Tensor {
+                spliced: Some(out),
+                name: String::new(),
+                dims: Vec::new(),
+                data_type: 0,
+                raw: Vec::new(),
+            });
+        }
+        Ok(outputs.iter().map(|o| rename(o)).collect())
+    }
+
     /// Serialises the model: ir_version 8, one opset_import (domain "", version `opset`),
     /// producer_name.
     pub fn to_bytes(&self, opset: i64, producer: &str) -> Vec<u8> {
@@ -159,6 +243,7 @@ impl Graph {
         );
         let name = self.fresh(hint);
         self.initializers.push(Tensor {
+            spliced: None,
             name: name.clone(),
             dims: dims.to_vec(),
             data_type: ty,
@@ -175,6 +260,7 @@ impl Graph {
         output: String,
     ) -> String {
         self.nodes.push(Node {
+            spliced: None,
             op_type: op_type.to_string(),
             // Unique: the node index is the part after the last '_'.
             name: format!("{op_type}_{}", self.nodes.len()),
@@ -206,6 +292,10 @@ impl Graph {
     /// GraphProto: node=1, name=2, initializer=5, input=11, output=12.
     fn encode(&self, out: &mut Vec<u8>) {
         for n in &self.nodes {
+            if let Some(raw) = &n.spliced {
+                bytes(out, 1, raw);
+                continue;
+            }
             message(out, 1, |m| {
                 for i in &n.inputs {
                     bytes(m, 1, i.as_bytes());
@@ -220,6 +310,10 @@ impl Graph {
         }
         bytes(out, 2, self.name.as_bytes());
         for t in &self.initializers {
+            if let Some(raw) = &t.spliced {
+                bytes(out, 5, raw);
+                continue;
+            }
             message(out, 5, |m| {
                 for &d in &t.dims {
                     int(m, 1, d);
@@ -235,6 +329,178 @@ impl Graph {
             }
         }
     }
+}
+
+/// A model read back from ONNX bytes ([`read`]), enough to splice its graph into another.
+#[derive(Debug)]
+pub struct Imported {
+    /// The default domain's opset version.
+    pub opset: i64,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    nodes: Vec<ImportedNode>,
+    /// Name and encoded `TensorProto` of each initializer.
+    initializers: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+struct ImportedNode {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    raw: Vec<u8>,
+}
+
+impl Imported {
+    /// Which nodes `outputs` depend on (the graph is in topological order, as ONNX requires).
+    fn needed(&self, outputs: &[&str]) -> Result<Vec<bool>, String> {
+        let mut wanted: HashSet<&str> = outputs.iter().copied().collect();
+        for o in outputs {
+            if !self.nodes.iter().any(|n| n.outputs.iter().any(|x| x == o)) {
+                return Err(format!(
+                    "no node computes {o:?} (the model's outputs: {})",
+                    self.outputs.join(", ")
+                ));
+            }
+        }
+        let mut needed = vec![false; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate().rev() {
+            if node.outputs.iter().any(|o| wanted.contains(o.as_str())) {
+                needed[i] = true;
+                wanted.extend(node.inputs.iter().map(String::as_str));
+            }
+        }
+        Ok(needed)
+    }
+}
+
+/// Reads the graph of an ONNX model: nodes, initializers, input and output names and the default opset.
+/// Nodes in other domains and sub-graphs are kept as they are (their bytes are copied, not interpreted).
+pub fn read(model: &[u8]) -> Result<Imported, String> {
+    let mut imported = Imported {
+        opset: 0,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut graph = None;
+    for (field, payload, _) in fields(model)? {
+        match field {
+            7 => graph = Some(payload),
+            8 => {
+                let (mut domain, mut version) = (String::new(), 0);
+                for (f, p, _) in fields(payload)? {
+                    match f {
+                        1 => domain = text(p),
+                        2 => version = read_varint(p, &mut 0)? as i64,
+                        _ => {}
+                    }
+                }
+                if domain.is_empty() || domain == "ai.onnx" {
+                    imported.opset = version;
+                }
+            }
+            _ => {}
+        }
+    }
+    let graph = graph.ok_or("no graph in the model")?;
+    let name_of = |value_info: &[u8]| -> Result<String, String> {
+        Ok(fields(value_info)?
+            .into_iter()
+            .find(|(f, _, _)| *f == 1)
+            .map(|(_, p, _)| text(p))
+            .unwrap_or_default())
+    };
+    let mut initializer_names = HashSet::new();
+    for (field, payload, _) in fields(graph)? {
+        match field {
+            1 => {
+                let mut node = ImportedNode {
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                    raw: payload.to_vec(),
+                };
+                for (f, p, _) in fields(payload)? {
+                    match f {
+                        1 => node.inputs.push(text(p)),
+                        2 => node.outputs.push(text(p)),
+                        _ => {}
+                    }
+                }
+                imported.nodes.push(node);
+            }
+            5 => {
+                let name = fields(payload)?
+                    .into_iter()
+                    .find(|(f, _, _)| *f == 8)
+                    .map(|(_, p, _)| text(p))
+                    .unwrap_or_default();
+                initializer_names.insert(name.clone());
+                imported.initializers.push((name, payload.to_vec()));
+            }
+            11 => imported.inputs.push(name_of(payload)?),
+            12 => imported.outputs.push(name_of(payload)?),
+            _ => {}
+        }
+    }
+    // Older exporters list initializers among the inputs too; those are not inputs to wire.
+    imported.inputs.retain(|i| !initializer_names.contains(i));
+    Ok(imported)
+}
+
+fn read_varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at).ok_or("truncated varint")?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// (field number, payload, the whole field with its key).
+type Field<'a> = (u32, &'a [u8], &'a [u8]);
+
+/// The fields of one protobuf message: (field number, payload, the whole field with its key). The payload of a
+/// varint or fixed field is its bytes as they stand.
+fn fields(buf: &[u8]) -> Result<Vec<Field<'_>>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let start = at;
+        let key = read_varint(buf, &mut at)?;
+        let (field, wire) = ((key >> 3) as u32, key & 7);
+        let payload_start;
+        match wire {
+            0 => {
+                payload_start = at;
+                read_varint(buf, &mut at)?;
+            }
+            1 => {
+                payload_start = at;
+                at += 8;
+            }
+            2 => {
+                let len = read_varint(buf, &mut at)? as usize;
+                payload_start = at;
+                at = at.checked_add(len).ok_or("length overflows")?;
+            }
+            5 => {
+                payload_start = at;
+                at += 4;
+            }
+            w => return Err(format!("field {field}: unsupported wire type {w}")),
+        }
+        if at > buf.len() {
+            return Err(format!("field {field}: truncated"));
+        }
+        out.push((field, &buf[payload_start..at], &buf[start..at]));
+    }
+    Ok(out)
 }
 
 /// AttributeProto: name=1, f=2, i=3, s=4, floats=7, ints=8, type=20.
@@ -377,6 +643,46 @@ mod tests {
         assert_eq!(graph[8..16], *b"\x1a\x06Relu_0");
         // The model ends with opset_import { domain "", version 17 }.
         assert_eq!(b[b.len() - 6..], [0x42, 0x04, 0x0a, 0x00, 0x10, 17]);
+    }
+
+    #[test]
+    fn a_read_model_splices_pruned_and_renamed() {
+        let mut m = Graph::new("m");
+        let x = m.input("image", &[1, 2]);
+        let w = m.f32s("w", &[1, 2], &[1.0, 2.0]);
+        let unused = m.f32s("unused", &[1, 2], &[3.0, 4.0]);
+        let a = m.op_named("Mul", &[&x, &w], vec![], "a");
+        let b = m.op_named("Add", &[&x, &unused], vec![], "b");
+        m.output(&a, &[1, 2]);
+        m.output(&b, &[1, 2]);
+        let read = read(&m.to_bytes(17, "p")).unwrap();
+        assert_eq!(read.opset, 17);
+        assert_eq!(read.inputs, ["image"]);
+        assert_eq!(read.outputs, ["a", "b"]);
+        let mut g = Graph::new("g");
+        let x = g.input("x", &[1, 2]);
+        let names = g.splice(&read, "bb.", &[("image", &x)], &["a"]).unwrap();
+        assert_eq!(names, ["bb.a"]);
+        assert_eq!(g.nodes.len(), 1, "the Add is pruned");
+        assert_eq!(g.initializers.len(), 1, "and its weight");
+        let node = fields(g.nodes[0].spliced.as_ref().unwrap()).unwrap();
+        let texts: Vec<(u32, &[u8])> = node.iter().map(|(f, p, _)| (*f, *p)).collect();
+        assert_eq!(
+            texts[..4],
+            [(1, &b"x"[..]), (1, b"bb.w"), (2, b"bb.a"), (3, b"bb.Mul_0")]
+        );
+        assert!(
+            g.splice(&read, "c.", &[], &["a"])
+                .unwrap_err()
+                .contains("image")
+        );
+        assert!(
+            g.splice(&read, "c.", &[("image", &x)], &["z"])
+                .unwrap_err()
+                .contains("no node")
+        );
+        assert!(read_varint(&[0x80], &mut 0).is_err());
+        assert!(fields(&[0x0a, 5, 1]).unwrap_err().contains("truncated"));
     }
 
     #[test]

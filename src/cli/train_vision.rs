@@ -35,6 +35,24 @@ pub struct TrainVisionArgs {
     /// Crop of the images the model sees, as the station's [preprocess] roi: x,y,width,height
     #[arg(long, value_parser = parse_roi)]
     roi: Option<[i32; 4]>,
+    /// Features: pca (a filter bank learned from the good images) or efficientnet-lite0 (ImageNet weights,
+    /// installed by scripts/setup.sh; docs/BACKBONE.md)
+    #[arg(long, default_value = "pca")]
+    backbone: String,
+    /// Folder of converted backbones
+    #[arg(long, value_name = "DIR", default_value = "models/backbones")]
+    backbones: PathBuf,
+    /// The backbone's stages whose maps are the features, e.g. 2 (fine textures) or 5,6 (real surface
+    /// defects) [default: compare 2 and 5,6 when --defect is given, else 2]
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
+    /// Channels the backbone's features are randomly projected to, when they have more
+    #[arg(long, default_value_t = 100)]
+    dims: usize,
+    /// Inspection mask: an image of what the model sees (the ROI), white inspected, black left out of the
+    /// score (a label, a hole)
+    #[arg(long, value_name = "FILE")]
+    mask: Option<PathBuf>,
     /// PCA filters learned per scale
     #[arg(long, default_value_t = 8)]
     filters: usize,
@@ -95,6 +113,11 @@ pub fn train(args: &TrainVisionArgs) -> anyhow::Result<()> {
         size_px: args.size_px,
         color: args.color,
         roi: args.roi,
+        backbone: args.backbone.clone(),
+        backbones: args.backbones.clone(),
+        layers: args.layers.clone(),
+        dims: args.dims,
+        mask: args.mask.clone(),
         filters: args.filters,
         kernel_px: args.kernel_px,
         coreset: args.coreset,
@@ -108,10 +131,11 @@ pub fn train(args: &TrainVisionArgs) -> anyhow::Result<()> {
     };
     let trained = vision::train(&options)?;
     if trained.compared.len() > 1 {
-        println!("design      AUROC   fit s   inference ms/image");
+        println!("features                design      AUROC   fit s   inference ms/image");
         for r in &trained.compared {
             println!(
-                "{:<10} {:>6}  {:>6.2}  {:>8.2}",
+                "{:<23} {:<10} {:>6}  {:>6.2}  {:>8.2}",
+                r.features,
                 r.design,
                 r.auroc.map_or("-".into(), |a| format!("{a:.4}")),
                 r.fit_s,

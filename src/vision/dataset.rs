@@ -122,6 +122,12 @@ pub fn read_image(path: &Path) -> Result<Mat, String> {
     Ok(image)
 }
 
+/// Width / height of an image.
+pub fn aspect(path: &Path) -> Result<f64, DatasetError> {
+    let image = read_image(path).map_err(DatasetError::Unreadable)?;
+    Ok(f64::from(image.cols()) / f64::from(image.rows()))
+}
+
 /// The model input tensor of every item; every unreadable file is reported at once.
 pub fn tensors(
     items: &[Item],

@@ -138,6 +138,9 @@ pub struct Report {
     pub confusion: Confusion,
     pub per_class: BTreeMap<String, ClassRate>,
     pub pixel_auroc: Option<f64>,
+    /// The share of defects rejected at the threshold that rejects 1% of the good images (at most): how many
+    /// defects a line tuned for a 1% false-reject rate catches, whatever the model's own threshold.
+    pub detection_at_1pct_frr: Option<f64>,
 }
 
 fn rate(n: usize, of: usize) -> f64 {
@@ -172,7 +175,20 @@ pub fn summarize(good: &[f32], defect: &[(f32, String)], threshold: f32) -> Repo
         confusion: c,
         per_class,
         pixel_auroc: None,
+        detection_at_1pct_frr: detection_at_frr(good, &scores, 0.01),
     }
+}
+
+/// The share of `defect` scores above the lowest threshold that rejects at most `frr` of `good`.
+pub fn detection_at_frr(good: &[f32], defect: &[f32], frr: f64) -> Option<f64> {
+    if good.is_empty() || defect.is_empty() {
+        return None;
+    }
+    let (threshold, _) = frr_threshold(good, frr);
+    Some(rate(
+        defect.iter().filter(|&&s| s > threshold).count(),
+        defect.len(),
+    ))
 }
 
 impl std::fmt::Display for Report {
@@ -186,6 +202,13 @@ impl std::fmt::Display for Report {
         writeln!(f, "image AUROC     {}", opt(self.image_auroc))?;
         if self.pixel_auroc.is_some() {
             writeln!(f, "pixel AUROC     {}", opt(self.pixel_auroc))?;
+        }
+        if let Some(d) = self.detection_at_1pct_frr {
+            writeln!(
+                f,
+                "at 1% false rejects {:.1}% of the defects detected",
+                d * 100.0
+            )?;
         }
         writeln!(
             f,

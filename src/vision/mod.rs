@@ -14,10 +14,12 @@
 //! with [`crate::model::Model::load`]. Defect images never train the model: they only validate it, choose the
 //! design (when several are compared) and calibrate the threshold.
 
+pub mod backbone;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
 pub mod heads;
+pub mod mask;
 pub mod texture_set;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use crate::model::{Model, registry, runtime, sha256_hex};
 use crate::onnx;
 use crate::preprocess::Preprocessor;
 use crate::preprocess::{PreprocessConfig, Roi};
+use backbone::Backbone;
 use dataset::Item;
 use features::FeatureParams;
 pub use heads::Design;
@@ -77,6 +80,16 @@ pub struct TrainOptions {
     pub size_px: usize,
     pub color: ColorOrder,
     pub roi: Option<[i32; 4]>,
+    /// `pca` (the filter bank learned here) or an ImageNet backbone under `backbones` (`efficientnet-lite0`).
+    pub backbone: String,
+    /// The folder of converted backbones.
+    pub backbones: PathBuf,
+    /// The backbone's stages whose maps are the features; `None`: [`LAYER_SETS`].
+    pub layers: Option<Vec<usize>>,
+    /// Channels the backbone's features are projected to (when they have more).
+    pub dims: usize,
+    /// The inspection mask ([`mask`]): white inspected, black left out of the score.
+    pub mask: Option<PathBuf>,
     pub filters: usize,
     pub kernel_px: usize,
     pub coreset: usize,
@@ -105,6 +118,11 @@ impl TrainOptions {
             size_px: 256,
             color: ColorOrder::Gray,
             roi: None,
+            backbone: "pca".into(),
+            backbones: PathBuf::from("models/backbones"),
+            layers: None,
+            dims: 100,
+            mask: None,
             filters: 8,
             kernel_px: 3,
             coreset: 1024,
@@ -127,6 +145,8 @@ pub const DEFAULT_DESIGN: Design = Design::Patchcore;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DesignResult {
     pub design: &'static str,
+    /// The features: `pca`, or the backbone and its stages (`efficientnet-lite0 2,3`).
+    pub features: String,
     /// Image AUROC on the held-out good and the defect images (when defects were given).
     pub auroc: Option<f64>,
     pub fit_s: f64,
@@ -199,17 +219,119 @@ fn split(items: Vec<Item>, holdout: f64) -> (Vec<Item>, Vec<Item>) {
     (train, held)
 }
 
-fn input_spec(o: &TrainOptions) -> InputSpec {
+/// The model's input: the PCA features standardise the image themselves; a backbone wants what its weights were
+/// trained on ((pixel - mean) / std on 0..255, from its manifest).
+fn input_spec(o: &TrainOptions, backbone: Option<&Backbone>) -> InputSpec {
     let c = o.color.channels();
+    let (scale, mean, std) = match backbone {
+        Some(b) => (1.0, b.mean, b.std),
+        None => (1.0 / 255.0, 0.5, 0.25),
+    };
     InputSpec {
         name: "image".into(),
         shape: vec![1, c as i64, o.size_px as i64, o.size_px as i64],
         layout: Layout::Nchw,
         color: o.color,
-        scale: 1.0 / 255.0,
-        mean: vec![0.5; c],
-        std: vec![0.25; c],
+        scale,
+        mean: vec![mean; c],
+        std: vec![std; c],
     }
+}
+
+/// The feature extractors a training compares.
+enum Extractor {
+    Pca(features::FilterBank),
+    Backbone(backbone::Features),
+}
+
+impl Extractor {
+    fn label(&self) -> String {
+        match self {
+            Extractor::Pca(_) => "pca".into(),
+            Extractor::Backbone(f) => {
+                let stages: Vec<String> =
+                    f.backbone.stages().iter().map(|s| s.to_string()).collect();
+                format!("{} {}", f.backbone.name, stages.join(","))
+            }
+        }
+    }
+    fn channels(&self) -> usize {
+        match self {
+            Extractor::Pca(bank) => bank.params.feature_channels(),
+            Extractor::Backbone(f) => f.channels(),
+        }
+    }
+    fn grid(&self) -> (usize, usize) {
+        match self {
+            Extractor::Pca(bank) => bank.params.grid(),
+            Extractor::Backbone(f) => f.grid(),
+        }
+    }
+    fn add_to_graph(
+        &self,
+        g: &mut onnx::Graph,
+        x: &str,
+        channels: usize,
+    ) -> Result<String, TrainError> {
+        match self {
+            Extractor::Pca(bank) => Ok(features::add_to_graph(g, x, bank)),
+            Extractor::Backbone(f) => f.add_to_graph(g, x, channels).map_err(TrainError::Invalid),
+        }
+    }
+}
+
+/// The layer sets compared when `--layers` is not given: a shallow stage for fine textures and small defects,
+/// deep ones for real surface defects (docs/MODELS.md); both only when defect images can decide.
+const LAYER_SETS: [&[usize]; 2] = [&[2], &[5, 6]];
+
+fn extractors(
+    o: &TrainOptions,
+    backbone: Vec<Backbone>,
+    train_t: &[Vec<f32>],
+) -> Result<Vec<Extractor>, TrainError> {
+    if backbone.is_empty() {
+        let params = FeatureParams {
+            channels: o.color.channels(),
+            height: o.size_px,
+            width: o.size_px,
+            filters: o.filters,
+            kernel: o.kernel_px,
+        };
+        let bank = features::learn(train_t, params, o.seed).map_err(TrainError::Fit)?;
+        return Ok(vec![Extractor::Pca(bank)]);
+    }
+    Ok(backbone
+        .into_iter()
+        .map(|b| Extractor::Backbone(backbone::Features::new(b, o.dims, o.size_px, o.seed)))
+        .collect())
+}
+
+/// The backbones (one per layer set) that `o` asks for, read and checked; none for `--backbone pca`.
+fn backbones(o: &TrainOptions, with_defects: bool) -> Result<Vec<Backbone>, TrainError> {
+    if o.backbone == "pca" {
+        if o.layers.is_some() {
+            return Err(TrainError::Invalid(
+                "--layers needs an ImageNet --backbone, not pca".into(),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    if o.backbone != backbone::EFFICIENTNET_LITE0 {
+        return Err(TrainError::Invalid(format!(
+            "--backbone: expected pca or {}, got {:?}",
+            backbone::EFFICIENTNET_LITE0,
+            o.backbone
+        )));
+    }
+    let sets: Vec<Vec<usize>> = match &o.layers {
+        Some(l) => vec![l.clone()],
+        None if with_defects => LAYER_SETS.iter().map(|s| s.to_vec()).collect(),
+        None => vec![LAYER_SETS[0].to_vec()],
+    };
+    let dir = o.backbones.join(&o.backbone);
+    sets.iter()
+        .map(|s| Backbone::load(&dir, s).map_err(TrainError::Invalid))
+        .collect()
 }
 
 fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
@@ -271,6 +393,8 @@ fn check_options(o: &TrainOptions) -> Result<(), TrainError> {
 /// A candidate model: its ONNX bytes and the scores of the held-out images.
 struct Candidate {
     design: Design,
+    /// Index into the extractors compared.
+    extractor: usize,
     bytes: Vec<u8>,
     good: Vec<f32>,
     defect: Vec<f32>,
@@ -297,7 +421,8 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
             o.holdout * 100.0
         )));
     }
-    let spec = input_spec(o);
+    let backbones = backbones(o, !defects.is_empty())?;
+    let spec = input_spec(o, backbones.first());
     let roi = o.roi.map(|[x, y, width, height]| Roi {
         x,
         y,
@@ -312,88 +437,112 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
     let defect_t = dataset::tensors(&defects, &pre, &reading)?;
     reading.finish();
 
-    let params = FeatureParams {
-        channels: o.color.channels(),
-        height: o.size_px,
-        width: o.size_px,
-        filters: o.filters,
-        kernel: o.kernel_px,
-    };
-    let bank = features::learn(&train_t, params, o.seed).map_err(TrainError::Fit)?;
-    let mut g = onnx::Graph::new("features");
-    let x = g.input("image", &spec.shape);
-    let f = features::add_to_graph(&mut g, &x, &bank);
-    g.op_named("Identity", &[&f], vec![], "features");
-    let (gh, gw) = params.grid();
-    let fc = params.feature_channels();
-    g.output("features", &[1, fc as i64, gh as i64, gw as i64]);
-    let mut extractor = Runner::new(
-        &g.to_bytes(17, "station train vision"),
-        spec.shape.clone(),
-        ort,
-    )?;
-    let extracting = bar(o.show_progress, train_t.len(), "extracting features");
-    let mut maps = Vec::with_capacity(train_t.len());
-    for t in &train_t {
-        maps.push(extractor.run(t, "features")?);
-        extracting.inc(1);
-    }
-    extracting.finish();
-    let feature_set = heads::FeatureSet {
-        maps: &maps,
-        c: fc,
-        h: gh,
-        w: gw,
+    let extractors = extractors(o, backbones, &train_t)?;
+    let designs: Vec<Design> = match (o.design, defects.is_empty()) {
+        (Some(d), _) => vec![d],
+        (None, false) => Design::ALL.to_vec(),
+        (None, true) => vec![DEFAULT_DESIGN],
     };
     let head_params = heads::HeadParams {
         shrinkage: o.shrinkage,
         coreset: o.coreset,
         seed: o.seed,
     };
-    let designs: Vec<Design> = match (o.design, defects.is_empty()) {
-        (Some(d), _) => vec![d],
-        (None, false) => Design::ALL.to_vec(),
-        (None, true) => vec![DEFAULT_DESIGN],
+    let aspect = match o.roi {
+        Some([_, _, w, h]) => f64::from(w) / f64::from(h),
+        None => dataset::aspect(&train_items[0].path)?,
     };
+    let masks: Vec<Option<mask::GridMask>> = extractors
+        .iter()
+        .map(|e| {
+            let (gh, gw) = e.grid();
+            o.mask
+                .as_deref()
+                .map(|m| mask::read(m, gh, gw, aspect))
+                .transpose()
+                .map_err(TrainError::Invalid)
+        })
+        .collect::<Result<_, _>>()?;
     let mut candidates = Vec::new();
-    for design in designs {
-        let fitting = Instant::now();
-        let head = heads::fit(design, &feature_set, &head_params).map_err(TrainError::Fit)?;
-        let fit_s = fitting.elapsed().as_secs_f64();
-        let mut g = onnx::Graph::new(&format!("{}-{}", o.name, design.name()));
+    for (ei, extractor) in extractors.iter().enumerate() {
+        let (gh, gw) = extractor.grid();
+        let fc = extractor.channels();
+        let mut g = onnx::Graph::new("features");
         let x = g.input("image", &spec.shape);
-        let f = features::add_to_graph(&mut g, &x, &bank);
-        let map = heads::add_to_graph(&mut g, &f, &head, fc, gh, gw);
-        heads::add_outputs(&mut g, &map, o.size_px, o.size_px);
-        let bytes = g.to_bytes(17, "station train vision");
-        let mut runner = Runner::new(&bytes, spec.shape.clone(), ort)?;
-        let scoring = bar(
+        let f = extractor.add_to_graph(&mut g, &x, o.color.channels())?;
+        g.op_named("Identity", &[&f], vec![], "features");
+        g.output("features", &[1, fc as i64, gh as i64, gw as i64]);
+        let mut runner = Runner::new(
+            &g.to_bytes(17, "station train vision"),
+            spec.shape.clone(),
+            ort,
+        )?;
+        let extracting = bar(
             o.show_progress,
-            held_t.len() + defect_t.len(),
-            &format!("validating {}", design.name()),
+            train_t.len(),
+            &format!("features {}", extractor.label()),
         );
-        let timing = Instant::now();
-        let mut score = |t: &Vec<f32>| -> Result<f32, TrainError> {
-            scoring.inc(1);
-            Ok(runner.run(t, "score")?[0])
+        let mut maps = Vec::with_capacity(train_t.len());
+        for t in &train_t {
+            maps.push(runner.run(t, "features")?);
+            extracting.inc(1);
+        }
+        extracting.finish();
+        let feature_set = heads::FeatureSet {
+            maps: &maps,
+            c: fc,
+            h: gh,
+            w: gw,
         };
-        let good: Vec<f32> = held_t.iter().map(&mut score).collect::<Result<_, _>>()?;
-        let defect: Vec<f32> = defect_t.iter().map(&mut score).collect::<Result<_, _>>()?;
-        let infer_ms = timing.elapsed().as_secs_f64() * 1e3 / (good.len() + defect.len()) as f64;
-        scoring.finish();
-        let auroc = (!defect.is_empty()).then(|| evaluate::auroc(&good, &defect));
-        candidates.push(Candidate {
-            design,
-            bytes,
-            good,
-            defect,
-            result: DesignResult {
-                design: design.name(),
-                auroc,
-                fit_s,
-                infer_ms_per_image: infer_ms,
-            },
-        });
+        for &design in &designs {
+            let fitting = Instant::now();
+            let head = heads::fit(design, &feature_set, &head_params).map_err(TrainError::Fit)?;
+            let fit_s = fitting.elapsed().as_secs_f64();
+            let mut g = onnx::Graph::new(&format!("{}-{}", o.name, design.name()));
+            let x = g.input("image", &spec.shape);
+            let f = extractor.add_to_graph(&mut g, &x, o.color.channels())?;
+            let map = heads::add_to_graph(&mut g, &f, &head, fc, gh, gw);
+            heads::add_outputs(
+                &mut g,
+                &map,
+                o.size_px,
+                o.size_px,
+                masks[ei].as_ref().map(|m| (m.cells.as_slice(), gh, gw)),
+            );
+            let bytes = g.to_bytes(17, "station train vision");
+            let mut runner = Runner::new(&bytes, spec.shape.clone(), ort)?;
+            let label = format!("{} {}", extractor.label(), design.name());
+            let scoring = bar(
+                o.show_progress,
+                held_t.len() + defect_t.len(),
+                &format!("validating {label}"),
+            );
+            let timing = Instant::now();
+            let mut score = |t: &Vec<f32>| -> Result<f32, TrainError> {
+                scoring.inc(1);
+                Ok(runner.run(t, "score")?[0])
+            };
+            let good: Vec<f32> = held_t.iter().map(&mut score).collect::<Result<_, _>>()?;
+            let defect: Vec<f32> = defect_t.iter().map(&mut score).collect::<Result<_, _>>()?;
+            let infer_ms =
+                timing.elapsed().as_secs_f64() * 1e3 / (good.len() + defect.len()) as f64;
+            scoring.finish();
+            let auroc = (!defect.is_empty()).then(|| evaluate::auroc(&good, &defect));
+            candidates.push(Candidate {
+                design,
+                extractor: ei,
+                bytes,
+                good,
+                defect,
+                result: DesignResult {
+                    design: design.name(),
+                    features: extractor.label(),
+                    auroc,
+                    fit_s,
+                    infer_ms_per_image: infer_ms,
+                },
+            });
+        }
     }
     let compared: Vec<DesignResult> = candidates.iter().map(|c| c.result.clone()).collect();
     // The best AUROC wins; on a tie the earlier (simpler) design.
@@ -442,14 +591,37 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         params_table.insert(k.into(), v);
     };
     put("size_px", (o.size_px as i64).into());
-    put("filters_per_scale", (o.filters as i64).into());
-    put("kernel_px", (o.kernel_px as i64).into());
-    put(
-        "scales",
-        toml::Value::Array(vec![1.into(), (features::COARSE as i64).into()]),
-    );
-    put("feature_stride_px", (features::STRIDE as i64).into());
-    put("feature_channels", (fc as i64).into());
+    let chosen = &extractors[best.extractor];
+    match chosen {
+        Extractor::Pca(_) => {
+            put("backbone", "pca".into());
+            put("filters_per_scale", (o.filters as i64).into());
+            put("kernel_px", (o.kernel_px as i64).into());
+            put(
+                "scales",
+                toml::Value::Array(vec![1.into(), (features::COARSE as i64).into()]),
+            );
+            put("feature_stride_px", (features::STRIDE as i64).into());
+        }
+        Extractor::Backbone(f) => {
+            let b = &f.backbone;
+            put("backbone", b.name.clone().into());
+            put(
+                "layers",
+                toml::Value::Array(b.stages().iter().map(|&s| (s as i64).into()).collect()),
+            );
+            put("feature_stride_px", (b.layers[0].stride as i64).into());
+            put("backbone_channels", (b.channels() as i64).into());
+            put("backbone_graph_sha256", b.graph_sha256.clone().into());
+            put("backbone_weights_sha256", b.source_sha256.clone().into());
+        }
+    }
+    put("feature_channels", (chosen.channels() as i64).into());
+    if let (Some(path), Some(m)) = (&o.mask, &masks[best.extractor]) {
+        put("mask", path.display().to_string().into());
+        put("mask_sha256", m.sha256.clone().into());
+        put("mask_inspected_cells", m.inspected.into());
+    }
     match best.design {
         Design::Patchcore => put("coreset", (o.coreset.min(20_000) as i64).into()),
         _ => put("shrinkage", o.shrinkage.into()),
@@ -483,11 +655,19 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         name: o.name.clone(),
         version: version.clone(),
         description: format!(
-            "{} anomaly model trained on {} good images by `station train vision` ({} px {:?}, PCA filter-bank features)",
+            "{} anomaly model trained on {} good images by `station train vision` ({} px {:?}, {})",
             best.design.name(),
             train_items.len(),
             o.size_px,
-            o.color
+            o.color,
+            match chosen {
+                Extractor::Pca(_) => "PCA filter-bank features".to_string(),
+                Extractor::Backbone(f) => format!(
+                    "{} ImageNet features of stages {}",
+                    f.backbone.name,
+                    chosen.label().rsplit(' ').next().unwrap_or("")
+                ),
+            }
         ),
         kind: None,
         sha256: sha256_hex(&best.bytes),

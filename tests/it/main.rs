@@ -6,6 +6,7 @@ mod backbone;
 mod cli;
 mod common;
 mod config;
+mod defects;
 mod e2e;
 mod failsafe;
 mod machines;

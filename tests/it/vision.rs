@@ -17,41 +17,40 @@ fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
-/// Generates the texture set, trains on its good crops only, evaluates on the held-out bands; returns the
-/// evaluation report and the model folder.
-fn train_and_evaluate(work: &Path, texture: &str) -> (serde_json::Value, PathBuf) {
+/// Generates the texture set, trains on its good crops only (with `train_args` added), evaluates on the held-out
+/// bands; returns the evaluation report and the model folder.
+pub fn train_and_evaluate(
+    work: &Path,
+    texture: &str,
+    name: &str,
+    train_args: &[&str],
+) -> (serde_json::Value, PathBuf) {
     let set = work.join(texture);
     let photo = shared_data("textures").join(format!("{texture}.png"));
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    succeeded(&cli(
-        &[
-            "generate-texture-set",
-            "--texture",
-            &s(&photo),
-            "--out",
-            &s(&set),
-        ],
-        work,
-    ));
+    if !set.join("train/good").is_dir() {
+        succeeded(&cli(
+            &[
+                "generate-texture-set",
+                "--texture",
+                &s(&photo),
+                "--out",
+                &s(&set),
+            ],
+            work,
+        ));
+    }
     let models = work.join("models");
-    let trained = succeeded(&cli(
-        &[
-            "train",
-            "vision",
-            "--good",
-            &s(&set.join("train/good")),
-            "--name",
-            texture,
-            "--out",
-            &s(&models),
-            "--size",
-            "128",
-        ],
-        work,
-    ));
+    let good = s(&set.join("train/good"));
+    let out_dir = s(&models);
+    let mut args = vec![
+        "train", "vision", "--good", &good, "--name", name, "--out", &out_dir,
+    ];
+    args.extend_from_slice(train_args);
+    let trained = succeeded(&cli(&args, work));
     assert!(trained.contains("threshold"), "{trained}");
-    let model = models.join(texture).join("1");
-    let out = work.join(format!("{texture}-evaluation"));
+    let model = models.join(name).join("1");
+    let out = work.join(format!("{name}-evaluation"));
     let evaluated = succeeded(&cli(
         &[
             "evaluate",
@@ -83,7 +82,7 @@ fn a_model_trained_on_good_texture_crops_finds_the_drawn_defects() {
     let work = tempfile::tempdir().unwrap();
     let mut figures = Vec::new();
     for texture in ["brick", "grass", "gravel"] {
-        let (r, model) = train_and_evaluate(work.path(), texture);
+        let (r, model) = train_and_evaluate(work.path(), texture, texture, &["--size", "128"]);
         let r = &r["report"];
         let auroc = r["image_auroc"].as_f64().unwrap();
         let pixel = r["pixel_auroc"].as_f64().unwrap();
