@@ -53,6 +53,13 @@ pub struct TrainVisionArgs {
     /// score (a label, a hole)
     #[arg(long, value_name = "FILE")]
     mask: Option<PathBuf>,
+    /// Score the ROI at its own resolution in tiles of this many pixels (small defects on large frames;
+    /// --size is then unused)
+    #[arg(long = "tile", value_name = "PX")]
+    tile: Option<usize>,
+    /// Overlap of neighbouring tiles in pixels
+    #[arg(long = "overlap", value_name = "PX", default_value_t = 32)]
+    overlap: usize,
     /// PCA filters learned per scale
     #[arg(long, default_value_t = 8)]
     filters: usize,
@@ -118,6 +125,8 @@ pub fn train(args: &TrainVisionArgs) -> anyhow::Result<()> {
         layers: args.layers.clone(),
         dims: args.dims,
         mask: args.mask.clone(),
+        tile: args.tile,
+        overlap: args.overlap,
         filters: args.filters,
         kernel_px: args.kernel_px,
         coreset: args.coreset,

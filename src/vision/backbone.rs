@@ -211,8 +211,13 @@ impl Features {
         (g, g)
     }
 
-    /// Adds the features to `g` on input `x` ([1, `in_channels`, S, S], already (pixel - mean) / std); returns
-    /// the features' name ([1, channels, grid, grid]).
+    /// Input pixels per feature cell.
+    pub fn stride(&self) -> usize {
+        self.backbone.layers[0].stride
+    }
+
+    /// Adds the features to `g` on input `x` ([N, `in_channels`, S, S], already (pixel - mean) / std); returns
+    /// the features' name ([N, channels, grid, grid]).
     pub fn add_to_graph(
         &self,
         g: &mut Graph,
@@ -252,7 +257,12 @@ impl Features {
             let p = if layer.stride == self.backbone.layers[0].stride {
                 p
             } else {
-                let sizes = g.i64s("sizes", &[4], &[1, layer.channels as i64, grid, grid]);
+                // [batch, channels] of the map, then the finest grid: any batch (the tiles of a part).
+                let shape = g.op("Shape", &[&p], vec![]);
+                let (from, to) = (g.i64s("starts", &[1], &[0]), g.i64s("ends", &[1], &[2]));
+                let nc = g.op("Slice", &[&shape, &from, &to], vec![]);
+                let hw = g.i64s("grid", &[2], &[grid, grid]);
+                let sizes = g.op("Concat", &[&nc, &hw], vec![("axis", Attr::Int(0))]);
                 g.op(
                     "Resize",
                     &[&p, "", "", &sizes],

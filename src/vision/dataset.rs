@@ -122,10 +122,10 @@ pub fn read_image(path: &Path) -> Result<Mat, String> {
     Ok(image)
 }
 
-/// Width / height of an image.
-pub fn aspect(path: &Path) -> Result<f64, DatasetError> {
+/// (height, width) of an image in pixels.
+pub fn size(path: &Path) -> Result<(usize, usize), DatasetError> {
     let image = read_image(path).map_err(DatasetError::Unreadable)?;
-    Ok(f64::from(image.cols()) / f64::from(image.rows()))
+    Ok((image.rows() as usize, image.cols() as usize))
 }
 
 /// The model input tensor of every item; every unreadable file is reported at once.

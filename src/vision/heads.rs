@@ -190,16 +190,21 @@ fn ints(v: &[i64]) -> Attr {
     Attr::Ints(v.to_vec())
 }
 
-/// Adds the head to `g`: features [1, c, h, w] in, the distance map [1, 1, h, w] out.
+/// Adds the head to `g`: features [n, c, h, w] in (n images or tiles), the distance maps [n, 1, h, w] out.
 pub fn add_to_graph(
     g: &mut Graph,
     features: &str,
     head: &Head,
-    c: usize,
-    h: usize,
-    w: usize,
+    n: usize,
+    (c, h, w): (usize, usize, usize),
 ) -> String {
-    let (c, h, w) = (c as i64, h as i64, w as i64);
+    let (n, c, h, w) = (n as i64, c as i64, h as i64, w as i64);
+    // [n, c, h, w] -> [n, h * w, c]: one row per cell.
+    let rows_of = |g: &mut Graph, x: &str| -> String {
+        let shape = g.i64s("shape", &[3], &[n, c, h * w]);
+        let flat = g.op("Reshape", &[x, &shape], vec![]);
+        g.op("Transpose", &[&flat], vec![("perm", ints(&[0, 2, 1]))])
+    };
     match head {
         Head::Gaussian { mean, w: white } => {
             // W (x - mean) = W x - W mean, as a 1x1 convolution with bias.
@@ -216,20 +221,18 @@ pub fn add_to_graph(
             g.op("Sqrt", &[&d2], vec![])
         }
         Head::Padim { means, ws } => {
-            let shape = g.i64s("shape", &[2], &[c, h * w]);
-            let flat = g.op("Reshape", &[features, &shape], vec![]);
-            let rows = g.op("Transpose", &[&flat], vec![("perm", ints(&[1, 0]))]);
+            let rows = rows_of(g, features);
             let mean = g.f32s("loc_mean", &[h * w, c], means);
             let centred = g.op("Sub", &[&rows, &mean], vec![]);
-            let shape = g.i64s("shape", &[3], &[h * w, c, 1]);
+            let shape = g.i64s("shape", &[4], &[n, h * w, c, 1]);
             let cols = g.op("Reshape", &[&centred, &shape], vec![]);
             let white = g.f32s("loc_whitening", &[h * w, c, c], ws);
             let z = g.op("MatMul", &[&white, &cols], vec![]);
             let z2 = g.op("Mul", &[&z, &z], vec![]);
-            let axes = g.i64s("axes", &[2], &[1, 2]);
+            let axes = g.i64s("axes", &[2], &[2, 3]);
             let d2 = g.op("ReduceSum", &[&z2, &axes], vec![("keepdims", Attr::Int(0))]);
             let d = g.op("Sqrt", &[&d2], vec![]);
-            let shape = g.i64s("shape", &[4], &[1, 1, h, w]);
+            let shape = g.i64s("shape", &[4], &[n, 1, h, w]);
             g.op("Reshape", &[&d, &shape], vec![])
         }
         Head::PatchCore {
@@ -242,9 +245,9 @@ pub fn add_to_graph(
             let inv_std = g.f32s("std_scale", &[1, c, 1, 1], inv_std);
             let centred = g.op("Sub", &[features, &mean], vec![]);
             let z = g.op("Mul", &[&centred, &inv_std], vec![]);
-            let shape = g.i64s("shape", &[2], &[c, h * w]);
-            let flat = g.op("Reshape", &[&z, &shape], vec![]);
-            let rows = g.op("Transpose", &[&flat], vec![("perm", ints(&[1, 0]))]);
+            let rows = rows_of(g, &z);
+            let shape = g.i64s("shape", &[2], &[n * h * w, c]);
+            let rows = g.op("Reshape", &[&rows, &shape], vec![]);
             // |f - b|^2 = |f|^2 - 2 f.b + |b|^2
             let cu = c as usize;
             let bank_t: Vec<f32> = (0..cu)
@@ -272,22 +275,14 @@ pub fn add_to_graph(
             );
             let nearest = g.op("Relu", &[&nearest], vec![]);
             let d = g.op("Sqrt", &[&nearest], vec![]);
-            let shape = g.i64s("shape", &[4], &[1, 1, h, w]);
+            let shape = g.i64s("shape", &[4], &[n, 1, h, w]);
             g.op("Reshape", &[&d, &shape], vec![])
         }
     }
 }
 
-/// Smooths the distance map (Gaussian, sigma 1 cell) and adds the outputs: `score` [1], the smoothed map's
-/// maximum, and `anomaly_map` [1, 1, H, W], the smoothed map resized to the input. With a `mask` (the map's grid,
-/// 1 inspected, 0 not) the cells not inspected are zero in both.
-pub fn add_outputs(
-    g: &mut Graph,
-    map: &str,
-    height: usize,
-    width: usize,
-    mask: Option<(&[f32], usize, usize)>,
-) {
+/// Smooths distance maps ([n, 1, h, w]) by a Gaussian of sigma 1 cell (reflecting at the edges).
+pub fn smooth(g: &mut Graph, map: &str) -> String {
     let taps: Vec<f32> = (-2i32..=2).map(|i| (-(i * i) as f32 / 2.0).exp()).collect();
     let sum: f32 = taps.iter().sum();
     let kernel: Vec<f32> = taps
@@ -301,7 +296,20 @@ pub fn add_outputs(
         vec![("mode", Attr::Str("reflect".into()))],
     );
     let kernel = g.f32s("smooth", &[1, 1, 5, 5], &kernel);
-    let mut smooth = g.op("Conv", &[&padded, &kernel], vec![]);
+    g.op("Conv", &[&padded, &kernel], vec![])
+}
+
+/// Smooths the distance map (Gaussian, sigma 1 cell) and adds the outputs: `score` [1], the smoothed map's
+/// maximum, and `anomaly_map` [1, 1, H, W], the smoothed map resized to the input. With a `mask` (the map's grid,
+/// 1 inspected, 0 not) the cells not inspected are zero in both.
+pub fn add_outputs(
+    g: &mut Graph,
+    map: &str,
+    height: usize,
+    width: usize,
+    mask: Option<(&[f32], usize, usize)>,
+) {
+    let mut smooth = smooth(g, map);
     if let Some((cells, h, w)) = mask {
         let mask = g.f32s("mask", &[1, 1, h as i64, w as i64], cells);
         smooth = g.op("Mul", &[&smooth, &mask], vec![]);

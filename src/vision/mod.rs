@@ -21,6 +21,7 @@ pub mod features;
 pub mod heads;
 pub mod mask;
 pub mod texture_set;
+pub mod tiles;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -90,6 +91,10 @@ pub struct TrainOptions {
     pub dims: usize,
     /// The inspection mask ([`mask`]): white inspected, black left out of the score.
     pub mask: Option<PathBuf>,
+    /// Tile size ([`tiles`]): the ROI is scored at its own resolution in tiles of this many pixels.
+    pub tile: Option<usize>,
+    /// Overlap of neighbouring tiles in pixels.
+    pub overlap: usize,
     pub filters: usize,
     pub kernel_px: usize,
     pub coreset: usize,
@@ -123,6 +128,8 @@ impl TrainOptions {
             layers: None,
             dims: 100,
             mask: None,
+            tile: None,
+            overlap: 32,
             filters: 8,
             kernel_px: 3,
             coreset: 1024,
@@ -221,7 +228,7 @@ fn split(items: Vec<Item>, holdout: f64) -> (Vec<Item>, Vec<Item>) {
 
 /// The model's input: the PCA features standardise the image themselves; a backbone wants what its weights were
 /// trained on ((pixel - mean) / std on 0..255, from its manifest).
-fn input_spec(o: &TrainOptions, backbone: Option<&Backbone>) -> InputSpec {
+fn input_spec(o: &TrainOptions, backbone: Option<&Backbone>, h: usize, w: usize) -> InputSpec {
     let c = o.color.channels();
     let (scale, mean, std) = match backbone {
         Some(b) => (1.0, b.mean, b.std),
@@ -229,7 +236,7 @@ fn input_spec(o: &TrainOptions, backbone: Option<&Backbone>) -> InputSpec {
     };
     InputSpec {
         name: "image".into(),
-        shape: vec![1, c as i64, o.size_px as i64, o.size_px as i64],
+        shape: vec![1, c as i64, h as i64, w as i64],
         layout: Layout::Nchw,
         color: o.color,
         scale,
@@ -267,6 +274,12 @@ impl Extractor {
             Extractor::Backbone(f) => f.grid(),
         }
     }
+    fn stride(&self) -> usize {
+        match self {
+            Extractor::Pca(_) => features::STRIDE,
+            Extractor::Backbone(f) => f.stride(),
+        }
+    }
     fn add_to_graph(
         &self,
         g: &mut onnx::Graph,
@@ -302,16 +315,19 @@ fn extractors(
     }
     Ok(backbone
         .into_iter()
-        .map(|b| Extractor::Backbone(backbone::Features::new(b, o.dims, o.size_px, o.seed)))
+        .map(|b| {
+            let unit = o.tile.unwrap_or(o.size_px);
+            Extractor::Backbone(backbone::Features::new(b, o.dims, unit, o.seed))
+        })
         .collect())
 }
 
 /// The backbones (one per layer set) that `o` asks for, read and checked; none for `--backbone pca`.
 fn backbones(o: &TrainOptions, with_defects: bool) -> Result<Vec<Backbone>, TrainError> {
     if o.backbone == "pca" {
-        if o.layers.is_some() {
+        if o.layers.is_some() || o.tile.is_some() {
             return Err(TrainError::Invalid(
-                "--layers needs an ImageNet --backbone, not pca".into(),
+                "--layers and --tile need an ImageNet --backbone, not pca".into(),
             ));
         }
         return Ok(Vec::new());
@@ -422,7 +438,16 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         )));
     }
     let backbones = backbones(o, !defects.is_empty())?;
-    let spec = input_spec(o, backbones.first());
+    // What the model sees: the ROI (or the image) resized to --size, or with --tile at its own resolution.
+    let roi_h_w = match o.roi {
+        Some([_, _, w, h]) => (h as usize, w as usize),
+        None => dataset::size(&train_items[0].path)?,
+    };
+    let (in_h, in_w) = match o.tile {
+        Some(_) => roi_h_w,
+        None => (o.size_px, o.size_px),
+    };
+    let spec = input_spec(o, backbones.first(), in_h, in_w);
     let roi = o.roi.map(|[x, y, width, height]| Roi {
         x,
         y,
@@ -448,14 +473,24 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         coreset: o.coreset,
         seed: o.seed,
     };
-    let aspect = match o.roi {
-        Some([_, _, w, h]) => f64::from(w) / f64::from(h),
-        None => dataset::aspect(&train_items[0].path)?,
-    };
-    let masks: Vec<Option<mask::GridMask>> = extractors
+    let aspect = roi_h_w.1 as f64 / roi_h_w.0 as f64;
+    let tilings: Vec<Option<tiles::Tiling>> = extractors
         .iter()
         .map(|e| {
-            let (gh, gw) = e.grid();
+            o.tile
+                .map(|t| tiles::Tiling::plan(in_h, in_w, t, o.overlap, e.stride()))
+                .transpose()
+                .map_err(TrainError::Invalid)
+        })
+        .collect::<Result<_, _>>()?;
+    let masks: Vec<Option<mask::GridMask>> = extractors
+        .iter()
+        .zip(&tilings)
+        .map(|(e, tiling)| {
+            let (gh, gw) = match tiling {
+                Some(t) => t.grid(e.stride()),
+                None => e.grid(),
+            };
             o.mask
                 .as_deref()
                 .map(|m| mask::read(m, gh, gw, aspect))
@@ -467,11 +502,21 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
     for (ei, extractor) in extractors.iter().enumerate() {
         let (gh, gw) = extractor.grid();
         let fc = extractor.channels();
+        let tiling = tilings[ei].as_ref();
+        let n = tiling.map_or(1, |t| t.count());
+        // The image, or its tiles as a batch.
+        let input = |g: &mut onnx::Graph| -> String {
+            let x = g.input("image", &spec.shape);
+            match tiling {
+                Some(t) => t.split(g, &x),
+                None => x,
+            }
+        };
         let mut g = onnx::Graph::new("features");
-        let x = g.input("image", &spec.shape);
+        let x = input(&mut g);
         let f = extractor.add_to_graph(&mut g, &x, o.color.channels())?;
         g.op_named("Identity", &[&f], vec![], "features");
-        g.output("features", &[1, fc as i64, gh as i64, gw as i64]);
+        g.output("features", &[n as i64, fc as i64, gh as i64, gw as i64]);
         let mut runner = Runner::new(
             &g.to_bytes(17, "station train vision"),
             spec.shape.clone(),
@@ -484,7 +529,8 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         );
         let mut maps = Vec::with_capacity(train_t.len());
         for t in &train_t {
-            maps.push(runner.run(t, "features")?);
+            let all = runner.run(t, "features")?;
+            maps.extend(all.chunks_exact(fc * gh * gw).map(<[f32]>::to_vec));
             extracting.inc(1);
         }
         extracting.finish();
@@ -499,16 +545,17 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
             let head = heads::fit(design, &feature_set, &head_params).map_err(TrainError::Fit)?;
             let fit_s = fitting.elapsed().as_secs_f64();
             let mut g = onnx::Graph::new(&format!("{}-{}", o.name, design.name()));
-            let x = g.input("image", &spec.shape);
+            let x = input(&mut g);
             let f = extractor.add_to_graph(&mut g, &x, o.color.channels())?;
-            let map = heads::add_to_graph(&mut g, &f, &head, fc, gh, gw);
-            heads::add_outputs(
-                &mut g,
-                &map,
-                o.size_px,
-                o.size_px,
-                masks[ei].as_ref().map(|m| (m.cells.as_slice(), gh, gw)),
-            );
+            let map = heads::add_to_graph(&mut g, &f, &head, n, (fc, gh, gw));
+            let mask = masks[ei].as_ref().map(|m| m.cells.as_slice());
+            match tiling {
+                Some(t) => {
+                    let smooth = heads::smooth(&mut g, &map);
+                    t.add_outputs(&mut g, &smooth, extractor.stride(), mask);
+                }
+                None => heads::add_outputs(&mut g, &map, in_h, in_w, mask.map(|m| (m, gh, gw))),
+            }
             let bytes = g.to_bytes(17, "station train vision");
             let mut runner = Runner::new(&bytes, spec.shape.clone(), ort)?;
             let label = format!("{} {}", extractor.label(), design.name());
@@ -617,6 +664,11 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         }
     }
     put("feature_channels", (chosen.channels() as i64).into());
+    if let Some(t) = &tilings[best.extractor] {
+        put("tile_px", (t.tile as i64).into());
+        put("overlap_px", (o.overlap as i64).into());
+        put("tiles", (t.count() as i64).into());
+    }
     if let (Some(path), Some(m)) = (&o.mask, &masks[best.extractor]) {
         put("mask", path.display().to_string().into());
         put("mask_sha256", m.sha256.clone().into());
