@@ -449,6 +449,31 @@ pub fn read(model: &[u8]) -> Result<Imported, String> {
     Ok(imported)
 }
 
+/// The files a model keeps initializers in (ONNX external data: `TensorProto.external_data`, key `location`),
+/// each once, in order of first use.
+pub fn external_data(model: &Imported) -> Result<Vec<String>, String> {
+    let mut files: Vec<String> = Vec::new();
+    for (_, tensor) in &model.initializers {
+        for (field, entry, _) in fields(tensor)? {
+            if field != 13 {
+                continue;
+            }
+            let (mut key, mut value) = (String::new(), String::new());
+            for (f, p, _) in fields(entry)? {
+                match f {
+                    1 => key = String::from_utf8_lossy(p).into_owned(),
+                    2 => value = String::from_utf8_lossy(p).into_owned(),
+                    _ => {}
+                }
+            }
+            if key == "location" && !files.contains(&value) {
+                files.push(value);
+            }
+        }
+    }
+    Ok(files)
+}
+
 fn read_varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {

@@ -135,6 +135,10 @@ pub struct ManifestFile {
     pub kind: Option<ModelKind>,
     /// sha256 of `model.onnx`, lowercase hex.
     pub sha256: String,
+    /// sha256 of each file `model.onnx` keeps weights in (ONNX external data, e.g. anomalib's
+    /// `model.onnx.data`), by file name: the model's identity covers every file it loads.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub external_data: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<InputSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -68,6 +68,9 @@ pub struct Model {
     pub dir: PathBuf,
     /// The registry name folder, when `[model] dir` named one (its `active` file is watched for hot swaps).
     pub registry: Option<PathBuf>,
+    /// The batch the graph is fixed at (anomalib's PatchCore exports take 2): the part's tensor is repeated and
+    /// the first result taken. 1 for every model the station writes.
+    batch: usize,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -106,17 +109,23 @@ impl Model {
                 actual,
             });
         }
-        let env = runtime::environment(onnxruntime_path)?;
         let load_err = |detail: String| ModelError::Load {
             path: shown.clone(),
             detail,
         };
-        let session = Session::builder(env)
+        let external = check_external_data(dir, &bytes, &file)?;
+        let env = runtime::environment(onnxruntime_path)?;
+        let mut builder = Session::builder(env)
             .and_then(|b| b.with_intra_threads(config.threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            .map_err(|e| load_err(e.to_string()))?
-            .commit_from_memory(&bytes)
             .map_err(|e| load_err(e.to_string()))?;
+        // Weights in other files are found beside the graph only when it is loaded by path (checked above).
+        let session = if external {
+            builder.commit_from_file(&onnx_path)
+        } else {
+            builder.commit_from_memory(&bytes)
+        }
+        .map_err(|e| load_err(e.to_string()))?;
         let manifest = complete_manifest(file, &session).map_err(manifest_err)?;
         manifest.check().map_err(manifest_err)?;
         check_contract(&session, &manifest).map_err(|detail| ModelError::Contract {
@@ -129,20 +138,30 @@ impl Model {
             sha256: actual,
             threshold: config.threshold.unwrap_or(manifest.threshold.value),
         };
+        let batch = fixed_batch(&session, &manifest.input.name);
         Ok(Model {
             session,
             manifest,
             info,
             dir: dir.clone(),
             registry: resolved.registry,
+            batch,
         })
     }
 
     /// Runs the model on one preprocessed tensor.
     pub fn infer(&mut self, tensor: &[f32]) -> Result<Inference, ModelError> {
         let run = |e: ort::Error| ModelError::Run(e.to_string());
-        let input =
-            TensorRef::from_array_view((self.manifest.input.shape.clone(), tensor)).map_err(run)?;
+        let mut shape = self.manifest.input.shape.clone();
+        let repeated;
+        let tensor = if self.batch > 1 {
+            shape[0] = self.batch as i64;
+            repeated = tensor.repeat(self.batch);
+            repeated.as_slice()
+        } else {
+            tensor
+        };
+        let input = TensorRef::from_array_view((shape, tensor)).map_err(run)?;
         let outputs = self
             .session
             .run(ort::inputs![self.manifest.input.name.as_str() => input])
@@ -159,14 +178,17 @@ impl Model {
                 let (shape, values) = outputs[name.as_str()]
                     .try_extract_tensor::<f32>()
                     .map_err(run)?;
-                // [.., H, W]: the last two dimensions, whatever comes before (N, or N and 1).
+                // [.., H, W]: the last two dimensions, whatever comes before (N, or N and 1); of a batch
+                // (a repeated part) the first.
                 let dims: Vec<i64> = shape.iter().copied().collect();
                 match dims.as_slice() {
-                    [.., h, w] if (h * w) as usize == values.len() && *h > 0 && *w > 0 => {
+                    [.., h, w]
+                        if (h * w) as usize * self.batch == values.len() && *h > 0 && *w > 0 =>
+                    {
                         Some(AnomalyMap {
                             width: *w as usize,
                             height: *h as usize,
-                            values: values.to_vec(),
+                            values: values[..(h * w) as usize].to_vec(),
                         })
                     }
                     _ => {
@@ -180,6 +202,70 @@ impl Model {
         };
         Ok(Inference { score, anomaly_map })
     }
+}
+
+/// The graph's fixed batch size for `input` (1 when it is symbolic or absent).
+fn fixed_batch(session: &Session, input: &str) -> usize {
+    session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == input)
+        .and_then(|i| {
+            i.dtype()
+                .tensor_shape()
+                .and_then(|s| s.iter().next().copied())
+        })
+        .filter(|&n| n > 1)
+        .map_or(1, |n| n as usize)
+}
+
+/// Checks every external-data file the graph names against the manifest's `[external_data]` sha256s; returns
+/// whether there are any. A file outside the model's folder, missing, unlisted or changed is refused.
+fn check_external_data(dir: &Path, graph: &[u8], file: &ManifestFile) -> Result<bool, ModelError> {
+    let at = |f: &str| dir.join(f).display().to_string();
+    let files = crate::onnx::read(graph)
+        .and_then(|g| crate::onnx::external_data(&g))
+        .map_err(|detail| ModelError::Load {
+            path: at("model.onnx"),
+            detail,
+        })?;
+    for name in &files {
+        let plain = Path::new(name)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(ModelError::Load {
+                path: at("model.onnx"),
+                detail: format!("external data {name:?} is outside the model's folder"),
+            });
+        }
+        let bytes = std::fs::read(dir.join(name)).map_err(|source| ModelError::Read {
+            path: at(name),
+            source,
+        })?;
+        let actual = sha256_hex(&bytes);
+        match file.external_data.get(name) {
+            Some(expected) if expected.eq_ignore_ascii_case(&actual) => {}
+            Some(expected) => {
+                return Err(ModelError::Checksum {
+                    path: at(name),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+            None => {
+                return Err(ModelError::Manifest {
+                    path: at("manifest.toml"),
+                    detail: format!(
+                        "model.onnx keeps weights in {name}, which [external_data] does not list: the model's \
+                         identity must cover it; add `[external_data]` `\"{name}\" = \"{actual}\"` if this file is the one \
+                         you exported"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(!files.is_empty())
 }
 
 /// anomalib's output names (fields of its InferenceBatch).
@@ -268,8 +354,13 @@ fn check_contract(session: &Session, manifest: &Manifest) -> Result<(), String> 
             }
             if let Some(shape) = input.dtype().tensor_shape() {
                 let dims: Vec<i64> = shape.iter().copied().collect();
+                // A fixed batch above 1 is fed by repeating the part (Model::infer).
                 let fits = dims.len() == want.shape.len()
-                    && dims.iter().zip(&want.shape).all(|(&m, &w)| m < 0 || m == w);
+                    && dims
+                        .iter()
+                        .zip(&want.shape)
+                        .enumerate()
+                        .all(|(i, (&m, &w))| m < 0 || m == w || (i == 0 && m > 1));
                 if !fits {
                     problems.push(format!(
                         "input \"{}\" has shape {dims:?} in the model, manifest says {:?}",

@@ -723,6 +723,7 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         ),
         kind: None,
         sha256: sha256_hex(&best.bytes),
+        external_data: Default::default(),
         input: Some(spec),
         output: Some(OutputSpec {
             score: "score".into(),

@@ -433,9 +433,27 @@ async fn an_anomalib_export_runs_unchanged_as_a_station_model() {
     let manifest = model_dir.join("manifest.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, text.replace("kind = \"anomalib\"\n", "")).unwrap();
-    let detected = Model::load(&ModelConfig::at(&model_dir), None).unwrap();
+    let mut detected = Model::load(&ModelConfig::at(&model_dir), None).unwrap();
     assert_eq!(detected.manifest.kind, ModelKind::Anomalib);
-    drop(detected);
+    // A graph fixed at batch 2 (as anomalib's PatchCore exports are) is fed the part twice: the same result.
+    let batch2 = dir.path().join("anomalib-batch2");
+    make_model("anomalib-batch2", &batch2);
+    let mut twice = Model::load(&ModelConfig::at(&batch2), None).unwrap();
+    assert_eq!(twice.manifest.input.shape, vec![1, 3, 256, 256]);
+    let tensor: Vec<f32> = (0..3 * 256 * 256)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+        .collect();
+    let (one, two) = (
+        detected.infer(&tensor).unwrap(),
+        twice.infer(&tensor).unwrap(),
+    );
+    assert_eq!(one.score, two.score);
+    let (m1, m2) = (one.anomaly_map.unwrap(), two.anomaly_map.unwrap());
+    assert_eq!(
+        (m2.width, m2.height, m1.values == m2.values),
+        (256, 256, true)
+    );
+    drop((detected, twice));
 
     let parts = dir.path().join("parts");
     let truths = write_parts(
@@ -599,4 +617,144 @@ async fn a_dataset_exported_from_reviews_trains_a_vision_model() {
     assert_eq!(training.good_files, good);
     assert_eq!(training.defect_files, parts.len() - good);
     assert_eq!(training.roi, Some([32, 32, 256, 256]));
+}
+
+fn load_error(dir: &Path) -> String {
+    match Model::load(&ModelConfig::at(dir), None) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A copy of the committed real anomalib export (tests/peers/make_anomalib_export.py) in `dir`.
+fn real_anomalib_export(dir: &Path) -> PathBuf {
+    let fixture = root().join("tests/fixtures/anomalib-padim");
+    let copy = dir.join("anomalib-padim");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["model.onnx", "model.onnx.data", "manifest.toml"] {
+        std::fs::copy(fixture.join(f), copy.join(f)).unwrap();
+    }
+    copy
+}
+
+#[test]
+fn a_real_anomalib_export_with_its_weights_beside_it_scores_as_anomalib_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model_dir = real_anomalib_export(d);
+    let model = Model::load(&ModelConfig::at(&model_dir), None).unwrap();
+    assert_eq!(model.manifest.kind, ModelKind::Anomalib);
+    assert_eq!(model.manifest.input.shape, vec![1, 3, 320, 320]);
+    assert_eq!(model.info.threshold, 0.5);
+    drop(model);
+    // The same parts anomalib scored: the generator is a pure function of its seed.
+    let parts = d.join("parts");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    succeeded(&cli(
+        &[
+            "generate-parts",
+            "--out",
+            &s(&parts),
+            "--count",
+            "200",
+            "--seed",
+            "5",
+            "--defect-fraction",
+            "0.3",
+        ],
+        d,
+    ));
+    let scores_of = |file: &str| -> std::collections::BTreeMap<String, f64> {
+        let path = root().join("tests/fixtures/anomalib-padim").join(file);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    // anomalib's own torch inference, and its export run by onnxruntime from Python on PIL-read images.
+    let (reference, peer) = (
+        scores_of("anomalib_scores.json"),
+        scores_of("onnxruntime_scores.json"),
+    );
+    for name in reference.keys() {
+        let (class, file) = name.split_once('/').unwrap();
+        let to = if class == "good" {
+            d.join("probe/good")
+        } else {
+            d.join("probe/defect").join(class)
+        };
+        std::fs::create_dir_all(&to).unwrap();
+        std::os::unix::fs::symlink(parts.join(name), to.join(file)).unwrap();
+    }
+    let out = d.join("evaluation");
+    let (m, good, defect, o) = (
+        s(&model_dir),
+        s(&d.join("probe/good")),
+        s(&d.join("probe/defect")),
+        s(&out),
+    );
+    succeeded(&cli(
+        &[
+            "evaluate",
+            "--model",
+            &m,
+            "--good",
+            &good,
+            "--defect",
+            &defect,
+            "--out",
+            &o,
+            "--no-record",
+        ],
+        d,
+    ));
+    let r = report(&out);
+    let (mut from_peer, mut from_torch): (f64, f64) = (0.0, 0.0);
+    for (kind, prefix) in [("good", "good/"), ("defect", "")] {
+        for pair in r["scores"][kind].as_array().unwrap() {
+            let name = format!("{prefix}{}", pair[0].as_str().unwrap());
+            let ours = pair[1].as_f64().unwrap();
+            from_peer = from_peer.max((ours - peer[&name]).abs());
+            from_torch = from_torch.max((ours - reference[&name]).abs());
+        }
+    }
+    assert_eq!(r["report"]["good_images"], 12);
+    assert_eq!(r["report"]["defect_images"], 12);
+    // The station's path (OpenCV decode, RGB, scale, its ONNX Runtime) gives what an anomalib user gets from the
+    // export; anomalib's torch inference differs by its antialiased resize inside the torch pre-processor
+    // (0.086 at most when the fixture was made), which no ONNX consumer can reproduce.
+    assert!(
+        from_peer < 1e-5,
+        "largest difference from onnxruntime in Python: {from_peer}"
+    );
+    assert!(
+        from_torch < 0.1,
+        "largest difference from anomalib's torch inference: {from_torch}"
+    );
+    eprintln!(
+        "real anomalib export: {from_peer:.1e} from onnxruntime, {from_torch:.3} from anomalib's torch"
+    );
+
+    // The weights file is part of the model's identity: changed, unlisted or missing, it is refused.
+    let data = model_dir.join("model.onnx.data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
+    let err = load_error(&model_dir);
+    assert!(
+        err.contains("model.onnx.data") && err.contains("sha256"),
+        "{err}"
+    );
+    bytes[1000] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
+    let manifest = model_dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let cut = text.find("[external_data]").unwrap();
+    std::fs::write(&manifest, &text[..cut]).unwrap();
+    let err = load_error(&model_dir);
+    assert!(
+        err.contains("[external_data]") && err.contains("model.onnx.data"),
+        "{err}"
+    );
+    std::fs::write(&manifest, &text).unwrap();
+    std::fs::remove_file(&data).unwrap();
+    let err = load_error(&model_dir);
+    assert!(err.contains("model.onnx.data"), "{err}");
 }

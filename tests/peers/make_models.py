@@ -92,7 +92,7 @@ def slow_model(out):
     save(graph, "slow", out)
 
 
-def anomalib_model(out):
+def anomalib_model(out, batch="N"):
     c = lambda name, value: numpy_helper.from_array(np.array(value, dtype=np.float32), name)
     i = lambda name, value: numpy_helper.from_array(np.array(value, dtype=np.int64), name)
     inits = [
@@ -122,12 +122,12 @@ def anomalib_model(out):
     graph = helper.make_graph(
         nodes,
         "anomalib_like",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 256, 256])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 256, 256])],
         [
-            helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, ["N"]),
-            helper.make_tensor_value_info("pred_label", TensorProto.BOOL, ["N"]),
-            helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", 1, 256, 256]),
-            helper.make_tensor_value_info("pred_mask", TensorProto.BOOL, ["N", 1, 256, 256]),
+            helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, [batch]),
+            helper.make_tensor_value_info("pred_label", TensorProto.BOOL, [batch]),
+            helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [batch, 1, 256, 256]),
+            helper.make_tensor_value_info("pred_mask", TensorProto.BOOL, [batch, 1, 256, 256]),
         ],
         inits,
     )
@@ -145,5 +145,11 @@ def anomalib_model(out):
 
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
-    {"error": error_model, "slow": slow_model, "anomalib": anomalib_model}[kind](out)
+    {
+        "error": error_model,
+        "slow": slow_model,
+        "anomalib": anomalib_model,
+        # anomalib's PatchCore exports are fixed at batch 2 (docs/MODELS.md)
+        "anomalib-batch2": lambda out: anomalib_model(out, batch=2),
+    }[kind](out)
     print(f"wrote {kind} model to {out}")
