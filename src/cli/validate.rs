@@ -10,6 +10,64 @@ use crate::config::PlcLink;
 use crate::model::Model;
 use crate::plc::{self, Endpoint, sim::SimPlc};
 
+/// Whether the model suits this line: the crop it was trained on against the config's, and its measured
+/// inference time against the trigger rate and the verdict deadline. Each misfit is one warning.
+fn model_fit(config: &crate::config::Config, model: &mut Model) -> anyhow::Result<Vec<String>> {
+    use crate::model::manifest::ModelKind;
+    use crate::trigger::TriggerConfig;
+    let mut warnings = Vec::new();
+    let roi = config.preprocess.roi.map(|r| [r.x, r.y, r.width, r.height]);
+    let shown = |r: Option<[i32; 4]>| {
+        r.map_or("the whole frame".to_string(), |[x, y, w, h]| {
+            format!("the ROI {x},{y},{w},{h}")
+        })
+    };
+    match (&model.manifest.training, model.manifest.kind) {
+        (Some(t), _) if t.roi != roi => warnings.push(format!(
+            "the model was trained on {}, but [preprocess] gives it {}: its scores and threshold do not hold \
+             for what it sees here",
+            shown(t.roi),
+            shown(roi)
+        )),
+        (None, ModelKind::Anomalib) if roi.is_some() => warnings.push(format!(
+            "anomalib model with {}: anomalib models are usually trained on whole frames, and one that was \
+             rejects every cropped part; check that its training images were this crop",
+            shown(roi)
+        )),
+        _ => {}
+    }
+    let shape = &model.manifest.input.shape;
+    let tensor = vec![0f32; shape.iter().skip(1).product::<i64>() as usize];
+    model.infer(&tensor)?; // warm-up
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            model
+                .infer(&tensor)
+                .map(|_| started.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_, _>>()?;
+    times.sort_by(f64::total_cmp);
+    let infer_ms = times[2];
+    println!("ok  model inference {infer_ms:.1} ms per part (median of 5, this machine)");
+    let deadline_ms = config.decision.deadline_ms as f64;
+    if infer_ms >= deadline_ms {
+        warnings.push(format!(
+            "the model takes {infer_ms:.0} ms per part, at or over decision.deadline_ms ({deadline_ms:.0}): every \
+             part would be rejected fail-safe"
+        ));
+    }
+    if let TriggerConfig::Interval { interval_ms } = config.trigger
+        && infer_ms >= interval_ms as f64
+    {
+        warnings.push(format!(
+            "the model takes {infer_ms:.0} ms per part, at or over trigger.interval_ms ({interval_ms}): the line \
+             cannot keep up, and parts would be rejected as overloaded"
+        ));
+    }
+    Ok(warnings)
+}
+
 pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(arg)?;
     let pace = config.pace_problems();
@@ -21,7 +79,7 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
         .into());
     }
     println!("ok  config {}", config.file);
-    let model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
+    let mut model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
     println!(
         "ok  model {} v{} ({}; sha256 {}; input {:?} {:?}; threshold {})",
         model.info.name,
@@ -32,6 +90,9 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
         model.manifest.input.layout,
         model.info.threshold
     );
+    for warning in model_fit(&config, &mut model)? {
+        println!("warn {warning}");
+    }
     if let Some(registry) = &model.registry {
         println!(
             "ok  model registry {}: the active version; a promotion is taken up while running",

@@ -120,11 +120,38 @@ fn validate_checks_model_and_plc() {
     for expected in [
         "ok  config",
         "ok  model surface-defect v2",
+        "ok  model inference",
         "ok  source synthetic conveyor",
         "ok  plc simulated",
     ] {
         assert!(stdout.contains(expected), "missing {expected} in {stdout}");
     }
+    assert!(!stdout.contains("warn"), "{stdout}");
+
+    // A crop the model was not trained on, and a deadline no model meets: warned, with the numbers.
+    let demo = std::fs::read_to_string(&config).unwrap();
+    // (without [audio]: its sound window alone would not fit a 1 ms deadline)
+    let (audio, web) = (demo.find("[audio]").unwrap(), demo.find("[web]").unwrap());
+    let demo = format!("{}{}", &demo[..audio], &demo[web..]);
+    let misfit = dir.path().join("misfit.toml");
+    std::fs::write(
+        &misfit,
+        demo.replace("roi = [32, 32, 256, 256]", "roi = [0, 0, 320, 320]")
+            .replace("deadline_ms = 500", "deadline_ms = 1"),
+    )
+    .unwrap();
+    let stdout = succeeded(&station(
+        &["validate", "--config", &misfit.to_string_lossy()],
+        dir.path(),
+    ));
+    assert!(
+        stdout.contains("warn the model was trained on the ROI 32,32,256,256, but [preprocess] gives it the ROI 0,0,320,320"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("over decision.deadline_ms (1): every part would be rejected fail-safe"),
+        "{stdout}"
+    );
 
     // A real PLC that answers.
     let plc = PymodbusPlc::start();
