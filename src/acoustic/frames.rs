@@ -159,7 +159,9 @@ pub const MOD_BANDS_HZ: [(f32, f32); 4] = [(0.5, 1.5), (1.5, 3.5), (3.5, 7.0), (
 pub const MOD_DIMS: usize = MOD_GROUPS * MOD_BANDS_HZ.len();
 
 /// The modulation spectrum: for each group of bands, the mean-removed trajectory of its mean standardised level
-/// over the clip, its DFT power (per frame) summed in each modulation band, as log10.
+/// over the clip, and in each modulation band the DFT power (per frame) of its strongest bin, as log10. A periodic
+/// pulse or knock is one line of the modulation spectrum; summing a band's bins added the noise's broadband
+/// modulation to it (rhythm AUC 0.895 instead of 0.915 on the stress set at 0 dB, docs/AUDIO.md).
 fn modulation(
     frames: &[Vec<f32>],
     z: &dyn Fn(&Vec<f32>, usize) -> f32,
@@ -191,7 +193,7 @@ fn modulation(
                     .fold((0f32, 0f32), |(re, im), (i, v)| {
                         (re + v * (w * i as f32).cos(), im - v * (w * i as f32).sin())
                     });
-                power += (re * re + im * im) / t as f32;
+                power = power.max((re * re + im * im) / t as f32);
             }
             out.push((power + 1e-6).log10());
         }

@@ -57,6 +57,10 @@ pub enum Scoring {
         /// Only the rhythm part of the embedding (its modulation spectrum).
         #[serde(default)]
         rhythm: bool,
+        /// The rhythm is each modulation band's strongest line (every model trained since 2026-12-02); models
+        /// from before summed the band and are refused (their scores would not mean what they were trained on).
+        #[serde(default)]
+        rhythm_lines: bool,
         band_norm: BandNorm,
         scorer: FrameScorer,
         standardiser: Option<Standardiser>,
@@ -164,11 +168,19 @@ impl Scoring {
                 frames,
                 spectrum,
                 rhythm,
+                rhythm_lines,
                 band_norm,
                 scorer,
                 ..
             } => {
                 frames_ok(frames)?;
+                if !rhythm_lines {
+                    return Err(
+                        "a whole-clip model from before the rhythm features changed (2026-12-02: each \
+                         modulation band's strongest line, not its sum): retrain it with `station train audio`"
+                            .into(),
+                    );
+                }
                 let bands = if *spectrum {
                     frames.fft_size / 2 + 1
                 } else {

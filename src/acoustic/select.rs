@@ -607,6 +607,7 @@ fn refit(
                 frames: opts.frames.clone(),
                 spectrum,
                 rhythm: matches!(e.candidate, Candidate::Rhythm(_)),
+                rhythm_lines: true,
                 band_norm: norm.clone().ok_or_else(missing)?,
                 scorer: kind
                     .fit(&all(views.of(e.candidate), conditions), opts.seed)

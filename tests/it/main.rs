@@ -13,7 +13,6 @@ mod machines;
 mod pipeline;
 mod plc;
 mod records;
-mod soak;
 mod sources;
 mod triggers;
 mod vision;

@@ -3,7 +3,7 @@
 //! and the resident memory (/proc) are sampled every 50 ms; the heap's growth per 1,000 parts between the third
 //! and the fourth quarter of the run must stay under a bound (resident memory is reported: it moves in the
 //! allocator's steps). The parts count
-//! is `SOAK_PARTS` (default 4,000 in CI, after 20,000 earlier records; `SOAK_PARTS=100000 cargo test --test it soak -- --nocapture` for the
+//! is `SOAK_PARTS` (default 4,000 in CI, after 20,000 earlier records; `SOAK_PARTS=100000 cargo test --test soak -- --nocapture` for the
 //! long soak).
 
 use std::time::Duration;
