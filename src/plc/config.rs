@@ -31,6 +31,7 @@ pub struct RawPlc {
     command_register: Option<u16>,
     result_ack: Option<bool>,
     result_buffer: Option<usize>,
+    result_hold_ms: Option<u64>,
     max_parts_in_flight: Option<usize>,
     reject_delay_ms: Option<u64>,
     reject_distance_counts: Option<u32>,
@@ -71,6 +72,9 @@ pub struct PlcConfig {
     pub result_ack: bool,
     /// Results waiting for an acknowledge, at most (the one shown included).
     pub result_buffer: usize,
+    /// Without acknowledge: how long each result stays shown after it was written before the next replaces it
+    /// (the PLC must read the block at least this often to see every result).
+    pub result_hold_ms: u64,
     /// PLC triggers beyond this many parts in flight are refused (busy).
     pub max_parts_in_flight: usize,
     /// When the reject output fires.
@@ -140,6 +144,9 @@ pub fn validate(p: &mut Problems, raw: RawPlc, queue_depth: usize) -> PlcConfig 
         reconnect_min_ms,
         reconnect_max_ms,
         poll_ms: p.positive("plc.poll_ms", raw.poll_ms, 5),
+        result_hold_ms: raw
+            .result_hold_ms
+            .unwrap_or_else(|| raw.poll_ms.unwrap_or(5).max(1)),
         command_register,
         result_ack: raw.result_ack.unwrap_or(true),
         result_buffer: result_buffer.max(1),

@@ -11,7 +11,9 @@
 //!   waits for it). With `result_ack`, RESULT_READY stays set until the PLC sets RESULT_ACK; the station
 //!   then clears RESULT_READY and shows the next result only after the PLC has dropped RESULT_ACK. Waiting results
 //!   queue in a buffer of `result_buffer`; a result that finds it full sets OVERRUN (latched) and is not delivered:
-//!   its part is rejected at the gate and recorded REJECT `plc_undelivered` (fail-safe).
+//!   its part is rejected at the gate and recorded REJECT `plc_undelivered` (fail-safe). Without `result_ack`,
+//!   each result is written and held for `result_hold_ms` before the next replaces it (the buffer and overrun
+//!   work the same way), so none is overwritten unseen.
 //! - **Reject gate** ([`super::gate`]): by delay, encoder distance, or at the verdict; a part without a verdict at
 //!   the gate is rejected fail-safe and its record gets `verdict_late_at_gate`.
 //! - **Watchdog**: the station heartbeat counts up every `heartbeat_ms`; a PLC heartbeat unchanged for
@@ -235,6 +237,8 @@ struct Shown {
     code: ResultCode,
     /// The result block showing it reached the PLC (or the served image).
     written: bool,
+    /// When it was first written (without acknowledge it stays shown `result_hold_ms` from then).
+    written_at: Option<Instant>,
 }
 
 /// What the task knows about a part until its outcome is recorded.
@@ -311,7 +315,11 @@ impl Handshake {
         let mut open = true;
         let mut drain_until: Option<Instant> = None;
         loop {
-            let change = self.gate.next_change(Instant::now());
+            let now = Instant::now();
+            let change = [self.gate.next_change(now), self.release_at()]
+                .into_iter()
+                .flatten()
+                .min();
             let wake = tokio::time::Instant::from_std(
                 change.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             );
@@ -402,9 +410,9 @@ impl Handshake {
                 });
                 part.verdict = true;
                 let plc_part_id = part.plc_part_id;
-                let full = self.cfg.result_ack
-                    && self.queue.len() + usize::from(self.shown.is_some())
-                        >= self.cfg.result_buffer;
+                // With acknowledge the shown result waits for the PLC; without, for its hold time.
+                let full =
+                    self.queue.len() + usize::from(self.shown.is_some()) >= self.cfg.result_buffer;
                 let mut code = job.code;
                 match self.gate.verdict(job.seq, job.reject || full, now) {
                     OnVerdict::AlreadyRejected => {
@@ -435,6 +443,7 @@ impl Handshake {
                     part_id: plc_part_id,
                     code,
                     written: false,
+                    written_at: None,
                 };
                 // In trigger order: a fail-safe verdict can overtake an inspected part's.
                 let at = self.queue.partition_point(|s| s.seq < shown.seq);
@@ -705,6 +714,20 @@ impl Handshake {
         }
     }
 
+    /// Without acknowledge, when the shown result's hold ends while others wait (a step then shows the next).
+    fn release_at(&self) -> Option<Instant> {
+        if self.cfg.result_ack {
+            return None;
+        }
+        // Only when the next result may go (every part before it has its verdict): no wake-up to do nothing.
+        let next = self.queue.front()?.seq;
+        if self.parts.range(..next).any(|(_, p)| !p.verdict) {
+            return None;
+        }
+        let at = self.shown?.written_at?;
+        Some(at + Duration::from_millis(self.cfg.result_hold_ms))
+    }
+
     /// The next result to show, when every part triggered before it has its verdict (results go out in
     /// trigger order).
     fn next_result(&mut self) -> Option<Shown> {
@@ -715,19 +738,20 @@ impl Handshake {
         self.queue.pop_front()
     }
 
-    fn compose(&mut self) {
+    fn compose(&mut self, now: Instant) {
         if self.cfg.result_ack {
             if self.shown.is_none() && !self.ack_wait_low {
                 self.shown = self.next_result();
             }
         } else {
-            while let Some(next) = self.next_result() {
-                if let Some(old) = self.shown.replace(next).filter(|old| !old.written) {
-                    self.settle_result(
-                        old.seq,
-                        Err("overwritten by the next result before the PLC could read it".into()),
-                    );
-                }
+            // Every result is written and stays shown for its hold time, so a PLC reading that often sees each;
+            // the next ones wait in the buffer meanwhile (and overflow it as with acknowledge).
+            let hold = Duration::from_millis(self.cfg.result_hold_ms);
+            let held = self
+                .shown
+                .is_some_and(|s| s.written_at.is_none_or(|at| now < at + hold));
+            if !held && let Some(next) = self.next_result() {
+                self.shown = Some(next);
             }
         }
         let busy = self.in_flight() >= self.cfg.max_parts_in_flight as u64;
@@ -792,7 +816,7 @@ impl Handshake {
     }
 
     async fn write_outputs(&mut self, now: Instant) {
-        self.compose();
+        self.compose(now);
         let coil_before = self.coil_written;
         let block = self.out.encode();
         let coil = self.gate.coil(now);
@@ -867,6 +891,7 @@ impl Handshake {
         let written = self.written == Some(block);
         if let Some(shown) = self.shown.as_mut().filter(|s| written && !s.written) {
             shown.written = true;
+            shown.written_at = Some(now);
             let seq = shown.seq;
             let us = self.clock.wall_us(Instant::now());
             if let Some(p) = self.parts.get_mut(&seq) {

@@ -196,3 +196,64 @@ async fn a_plc_that_goes_away_is_reconnected_and_no_part_is_lost() {
     // After the PLC came back, results flow again.
     assert_eq!(rows.last().unwrap().plc_status, "delivered", "{summary}");
 }
+
+/// Without acknowledge, at full rate: every result is written to a real PLC (pymodbus) once, in order, before the
+/// next replaces it, so none is lost ("overwritten before the PLC could read it" used to make 7-62 of 500 parts
+/// REJECT `plc_undelivered`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_acknowledge_at_full_rate_every_result_reaches_the_plc() {
+    let dir = tempfile::tempdir().unwrap();
+    let plc = PymodbusPlc::start();
+    let config = station(
+        dir.path(),
+        &format!(
+            r#"
+            [trigger]
+            kind = "interval"
+            interval_ms = 3
+            [source]
+            kind = "synthetic"
+            seed = 12
+            [plc]
+            kind = "tcp"
+            address = "{}"
+            result_register = {RESULT_REGISTER}
+            reject_coil = {REJECT_COIL}
+            result_ack = false
+            result_hold_ms = 1
+            result_buffer = 64
+            heartbeat_missed = 0
+            "#,
+            plc.addr
+        ),
+    );
+    const PARTS: u64 = 300;
+    let summary = run(&config, Some(PARTS)).await;
+    assert_eq!(summary.parts, PARTS, "{summary}");
+    let rows = rows(&config);
+    assert_eq!(rows.len() as u64, PARTS);
+    let undelivered: Vec<u64> = rows
+        .iter()
+        .filter(|r| r.plc_status != "delivered")
+        .map(|r| r.seq)
+        .collect();
+    assert!(
+        undelivered.is_empty(),
+        "not delivered: {undelivered:?}; {summary}"
+    );
+    assert_eq!(summary.plc_delivered, PARTS, "{summary}");
+    // The PLC's own log: each inspection counter once, in order.
+    let writes = plc.writes(PARTS as usize);
+    let mut counters: Vec<u16> = Vec::new();
+    for w in writes
+        .iter()
+        .filter(|w| (w.fc, w.address) == (16, RESULT_REGISTER))
+    {
+        let (ready, counter) = (w.values[0] & 0b1000 != 0, w.values[2]);
+        if ready && counters.last() != Some(&counter) {
+            counters.push(counter);
+        }
+    }
+    let expected: Vec<u16> = (1..=PARTS as u16).collect();
+    assert_eq!(counters, expected);
+}
