@@ -57,9 +57,10 @@ fn model_fit(config: &crate::config::Config, model: &mut Model) -> anyhow::Resul
              part would be rejected fail-safe"
         ));
     }
-    if let TriggerConfig::Interval { interval_ms } = config.trigger
-        && infer_ms >= interval_ms as f64
+    if let TriggerConfig::Interval { interval_us } = config.trigger
+        && infer_ms * 1000.0 >= interval_us as f64
     {
+        let interval_ms = interval_us as f64 / 1000.0;
         warnings.push(format!(
             "the model takes {infer_ms:.0} ms per part, at or over trigger.interval_ms ({interval_ms}): the line \
              cannot keep up, and parts would be rejected as overloaded"

@@ -253,10 +253,11 @@ impl Config {
     pub fn pace_problems(&self) -> Vec<Problem> {
         let mut p = Problems::new(Path::new("."));
         let config = self;
-        if let (Some(audio), TriggerConfig::Interval { interval_ms }) =
+        if let (Some(audio), TriggerConfig::Interval { interval_us }) =
             (&config.audio, &config.trigger)
-            && audio.pre_ms + audio.post_ms > *interval_ms
+            && (audio.pre_ms + audio.post_ms) * 1000 > *interval_us
         {
+            let interval_ms = *interval_us as f64 / 1000.0;
             p.problem(
                 "audio.post_ms",
                 format!(
@@ -296,6 +297,20 @@ mod tests {
         assert!(matches!(config.source, SourceConfig::Synthetic(_)));
         assert_eq!(config.plc.link, PlcLink::Simulated);
         assert!(config.model.dir.ends_with("models/surface-defect"));
+    }
+
+    #[test]
+    fn the_trigger_interval_takes_fractions_of_a_millisecond() {
+        let config = Config::parse(
+            "[model]\ndir = \"m\"\n[trigger]\ninterval_ms = 0.25\n",
+            "t.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(config.trigger, TriggerConfig::Interval { interval_us: 250 });
+        let (err, fields) = refused("[model]\ndir = \"m\"\n[trigger]\ninterval_ms = -1.5\n");
+        assert_eq!(fields, ["trigger.interval_ms"]);
+        assert!(err.to_string().contains("fractions allowed"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::problems::Problems;
 #[serde(deny_unknown_fields)]
 pub struct RawTrigger {
     kind: Option<String>,
-    interval_ms: Option<u64>,
+    /// Milliseconds, fractions allowed (0.5 is a part every 500 µs).
+    interval_ms: Option<f64>,
     input_address: Option<u16>,
     input_kind: Option<String>,
     poll_ms: Option<u64>,
@@ -28,8 +29,8 @@ pub enum PlcInputKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriggerConfig {
-    /// Free-running: one part every `interval_ms`.
-    Interval { interval_ms: u64 },
+    /// Free-running: one part every `interval_us` (configured as `interval_ms`, fractions allowed).
+    Interval { interval_us: u64 },
     /// A PLC input bit, polled; each rising edge is one part.
     Plc {
         input_kind: PlcInputKind,
@@ -54,8 +55,17 @@ pub fn validate(p: &mut Problems, raw: RawTrigger) -> TriggerConfig {
                     ("listen", raw.listen.is_some()),
                 ],
             );
+            let ms = raw.interval_ms.unwrap_or(100.0);
+            if !(ms.is_finite() && ms >= 0.001) {
+                p.problem(
+                    "trigger.interval_ms",
+                    format!(
+                        "expected a positive number of milliseconds, at least 0.001 (fractions allowed, e.g. 0.5), got {ms}"
+                    ),
+                );
+            }
             TriggerConfig::Interval {
-                interval_ms: p.positive("trigger.interval_ms", raw.interval_ms, 100),
+                interval_us: ((ms * 1000.0).round() as u64).max(1),
             }
         }
         "plc" => {
@@ -113,7 +123,9 @@ pub fn validate(p: &mut Problems, raw: RawTrigger) -> TriggerConfig {
                 "trigger.kind",
                 format!("expected \"interval\", \"plc\" or \"http\", got \"{other}\""),
             );
-            TriggerConfig::Interval { interval_ms: 100 }
+            TriggerConfig::Interval {
+                interval_us: 100_000,
+            }
         }
     }
 }

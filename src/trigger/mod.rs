@@ -51,8 +51,8 @@ impl Trigger {
         plc_triggers: Option<mpsc::Receiver<TriggerEvent>>,
     ) -> Result<Trigger, TriggerError> {
         Ok(match config {
-            TriggerConfig::Interval { interval_ms } => {
-                Trigger::Interval(Duration::from_millis(*interval_ms))
+            TriggerConfig::Interval { interval_us } => {
+                Trigger::Interval(Duration::from_micros(*interval_us))
             }
             TriggerConfig::Plc { .. } => Trigger::Plc(plc_triggers.ok_or(TriggerError::NoPlc)?),
             TriggerConfig::Http { listen } => Trigger::Http(
