@@ -397,6 +397,14 @@ impl Handshake {
             PlcMsg::Verdict(job) => {
                 self.verdicts += 1;
                 let now = Instant::now();
+                // With acknowledge the shown result waits for the PLC; without, for its hold time.
+                let full =
+                    self.queue.len() + usize::from(self.shown.is_some()) >= self.cfg.result_buffer;
+                let why = if full {
+                    self.why_full(job.seq)
+                } else {
+                    String::new()
+                };
                 let part = self.parts.entry(job.seq).or_insert_with(|| Part {
                     record: job.part_id.clone(),
                     plc_part_id: job.seq as u32,
@@ -410,9 +418,6 @@ impl Handshake {
                 });
                 part.verdict = true;
                 let plc_part_id = part.plc_part_id;
-                // With acknowledge the shown result waits for the PLC; without, for its hold time.
-                let full =
-                    self.queue.len() + usize::from(self.shown.is_some()) >= self.cfg.result_buffer;
                 let mut code = job.code;
                 match self.gate.verdict(job.seq, job.reject || full, now) {
                     OnVerdict::AlreadyRejected => {
@@ -425,7 +430,7 @@ impl Handshake {
                 if full {
                     part.result = Some(Err(()));
                     part.failures.push(format!(
-                        "result buffer full ({} results not acknowledged by the PLC): rejected at the gate",
+                        "result buffer full ({} results waiting: {why}): rejected at the gate",
                         self.cfg.result_buffer
                     ));
                     self.view.faults.overruns += 1;
@@ -433,7 +438,7 @@ impl Handshake {
                     self.overrun = true;
                     self.fault = Fault::ResultOverrun;
                     tracing::warn!(
-                        "PLC: result buffer overrun (the PLC does not acknowledge); part {} rejected fail-safe",
+                        "PLC: result buffer overrun ({why}); part {} rejected fail-safe",
                         job.seq
                     );
                     return;
@@ -566,6 +571,36 @@ impl Handshake {
                 .map(|bits| bits.first().copied().unwrap_or(false));
                 Ok((Commands::decode(&regs), bit))
             }
+        }
+    }
+
+    /// Who holds the results when the buffer is full: the link, the PLC, or the station itself (a result waits
+    /// for an earlier part's verdict, since results go out in trigger order).
+    fn why_full(&self, arriving: Seq) -> String {
+        if self.link_down() {
+            return "the PLC link is down".into();
+        }
+        if let Some(front) = self.queue.front()
+            && let Some((seq, _)) = self
+                .parts
+                .range(..front.seq)
+                .find(|(s, p)| !p.verdict && **s != arriving)
+        {
+            return format!(
+                "the station holds them: part {seq} has no verdict yet and results go out in trigger order"
+            );
+        }
+        match (&self.shown, self.cfg.result_ack) {
+            (Some(s), true) if s.written => format!(
+                "the PLC has not acknowledged the result of part {} (RESULT_ACK)",
+                s.seq
+            ),
+            (Some(_), true) => "the result shown is not written yet".into(),
+            (_, false) => format!(
+                "results come faster than one per plc.result_hold_ms ({} ms)",
+                self.cfg.result_hold_ms
+            ),
+            (None, true) => "the PLC has not dropped RESULT_ACK after the last result".into(),
         }
     }
 
