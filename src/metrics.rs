@@ -49,6 +49,15 @@ pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A part counted as passed whose record became REJECT after its verdict (its result could not reach the PLC, or
+/// it reached the gate first): the counts follow the record, so the summary and the page agree with the database.
+pub fn pass_became_reject(c: &Counters) {
+    let _ = c
+        .passed
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    bump(&c.rejected);
+}
+
 pub fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }

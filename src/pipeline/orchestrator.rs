@@ -454,6 +454,9 @@ impl Orchestrator {
         };
         if let Err(e) = plc_tx.try_send(PlcMsg::Verdict(job)) {
             bump(&self.counters.plc_undelivered);
+            if !reject {
+                crate::metrics::pass_became_reject(&self.counters);
+            }
             let detail = match e {
                 mpsc::error::TrySendError::Full(_) => "PLC queue full",
                 mpsc::error::TrySendError::Closed(_) => "PLC task stopped",

@@ -252,6 +252,8 @@ struct Part {
     /// Result delivered (Some(actuated_us)) or failed; None while pending.
     result: Option<Result<i64, ()>>,
     late_at_gate: bool,
+    /// Its verdict was PASS (the counts move it to the rejects if its record becomes REJECT).
+    passed: bool,
     failures: Vec<String>,
     /// When the result block holding this part's result was written, and when the reject output went high.
     written_us: Option<i64>,
@@ -381,6 +383,7 @@ impl Handshake {
                         gate_done: self.cfg.reject_timing == RejectTiming::OnVerdict,
                         result: None,
                         late_at_gate: false,
+                        passed: false,
                         failures: Vec::new(),
                         written_us: None,
                         reject_on_us: None,
@@ -412,11 +415,13 @@ impl Handshake {
                     gate_done: true,
                     result: None,
                     late_at_gate: false,
+                    passed: false,
                     failures: Vec::new(),
                     written_us: None,
                     reject_on_us: None,
                 });
                 part.verdict = true;
+                part.passed = !job.reject;
                 let plc_part_id = part.plc_part_id;
                 let mut code = job.code;
                 match self.gate.verdict(job.seq, job.reject || full, now) {
@@ -955,6 +960,13 @@ impl Handshake {
     }
 
     async fn record(&mut self, part: Part) {
+        let delivered = matches!(
+            (&part.result, part.failures.is_empty()),
+            (Some(Ok(_)), true)
+        );
+        if part.passed && (part.late_at_gate || !delivered) {
+            crate::metrics::pass_became_reject(&self.counters);
+        }
         if part.late_at_gate {
             let msg = RecordMsg::Actuated {
                 part_id: part.record.clone(),

@@ -622,6 +622,14 @@ async fn a_plc_that_never_acknowledges_fills_the_buffer_and_parts_are_rejected_f
     let summary = finish(line).await;
     let rows = rows(&config);
     assert_eq!(rows.len(), 10);
+    // The summary counts what the records say, after the PLC outcomes (good parts rejected at the gate count
+    // as rejects).
+    let recorded = |v: &str| rows.iter().filter(|r| r.verdict == v).count() as u64;
+    assert_eq!(
+        (summary.passed, summary.rejected),
+        (recorded("PASS"), recorded("REJECT")),
+        "{summary}"
+    );
     // The first result stays shown (never overwritten); the buffer holds 4; the rest overrun.
     assert_eq!(report.results.len(), 1, "{:?}", report.results);
     assert_eq!(
