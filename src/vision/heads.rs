@@ -309,23 +309,36 @@ pub fn add_outputs(
     width: usize,
     mask: Option<(&[f32], usize, usize)>,
 ) {
-    let mut smooth = smooth(g, map);
-    if let Some((cells, h, w)) = mask {
-        let mask = g.f32s("mask", &[1, 1, h as i64, w as i64], cells);
-        smooth = g.op("Mul", &[&smooth, &mask], vec![]);
-    }
+    let smoothed = smooth(g, map);
+    let smooth = masked(g, &smoothed, mask);
     // The score ignores the outermost ring of cells, whose features see the padding more than the part.
     let starts = g.i64s("starts", &[2], &[1, 1]);
     let ends = g.i64s("ends", &[2], &[-1, -1]);
     let axes = g.i64s("axes", &[2], &[2, 3]);
     let inner = g.op("Slice", &[&smooth, &starts, &ends, &axes], vec![]);
-    let max = g.op("ReduceMax", &[&inner], vec![("keepdims", Attr::Int(0))]);
+    named_outputs(g, &inner, &smooth, height, width);
+}
+
+/// `map` ([1, 1, h, w]) with the cells a mask leaves out set to zero (none: `map` itself).
+pub fn masked(g: &mut Graph, map: &str, mask: Option<(&[f32], usize, usize)>) -> String {
+    match mask {
+        Some((cells, h, w)) => {
+            let mask = g.f32s("mask", &[1, 1, h as i64, w as i64], cells);
+            g.op("Mul", &[map, &mask], vec![])
+        }
+        None => map.to_string(),
+    }
+}
+
+/// The model's outputs: `score` [1], the maximum of `scored`, and `anomaly_map` [1, 1, H, W], `map` resized.
+pub fn named_outputs(g: &mut Graph, scored: &str, map: &str, height: usize, width: usize) {
+    let max = g.op("ReduceMax", &[scored], vec![("keepdims", Attr::Int(0))]);
     let shape = g.i64s("shape", &[1], &[1]);
     g.op_named("Reshape", &[&max, &shape], vec![], "score");
     let sizes = g.i64s("sizes", &[4], &[1, 1, height as i64, width as i64]);
     g.op_named(
         "Resize",
-        &[&smooth, "", "", &sizes],
+        &[map, "", "", &sizes],
         vec![("mode", Attr::Str("linear".into()))],
         "anomaly_map",
     );

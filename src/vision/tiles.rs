@@ -7,6 +7,7 @@
 //! for a single image: the overlap covers it), and stitches the anomaly map by the maximum of the tiles' maps
 //! placed at their offsets. Training learns from the same tiles of the good images.
 
+use super::heads;
 use crate::onnx::{Attr, Graph};
 
 /// Where the tiles lie on an input of `height` x `width`.
@@ -133,28 +134,13 @@ impl Tiling {
             })
             .collect();
         let refs: Vec<&str> = placed.iter().map(String::as_str).collect();
-        let mut stitched = if refs.len() == 1 {
+        let stitched = if refs.len() == 1 {
             placed[0].clone()
         } else {
             g.op("Max", &refs, vec![])
         };
-        if let Some(cells) = mask {
-            let mask = g.f32s("mask", &[1, 1, gh as i64, gw as i64], cells);
-            stitched = g.op("Mul", &[&stitched, &mask], vec![]);
-        }
-        let max = g.op("ReduceMax", &[&stitched], vec![("keepdims", Attr::Int(0))]);
-        let shape = g.i64s("shape", &[1], &[1]);
-        g.op_named("Reshape", &[&max, &shape], vec![], "score");
-        let (h, w) = (self.height as i64, self.width as i64);
-        let sizes = g.i64s("sizes", &[4], &[1, 1, h, w]);
-        g.op_named(
-            "Resize",
-            &[&stitched, "", "", &sizes],
-            vec![("mode", Attr::Str("linear".into()))],
-            "anomaly_map",
-        );
-        g.output("score", &[1]);
-        g.output("anomaly_map", &[1, 1, h, w]);
+        let stitched = heads::masked(g, &stitched, mask.map(|m| (m, gh, gw)));
+        heads::named_outputs(g, &stitched, &stitched, self.height, self.width);
     }
 
     /// The stitched grid (height, width) at `stride` px per cell.
