@@ -7,7 +7,8 @@
 //! - `patchcore`: PatchCore's memory bank of standardised feature vectors, thinned by greedy k-center coreset
 //!   selection; the distance is the one to the nearest vector in the bank.
 //!
-//! All three maps are smoothed (Gaussian, sigma 1 cell) before the image score, the map's maximum, is taken.
+//! The heads take a batch (the tiles of one part, [`super::tiles`]). All three maps are smoothed (Gaussian, sigma
+//! 1 cell) and masked ([`super::mask`]) before the image score, the map's maximum, is taken.
 
 use crate::rng::Rng;
 

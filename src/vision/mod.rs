@@ -1,15 +1,18 @@
 //! Vision-model training (`station train vision`): anomaly models learned on the station's own good images, on
-//! a CPU, in minutes, with nothing downloaded.
+//! a CPU, in minutes, with nothing downloaded at run time.
 //!
 //! ```text
-//! good images ──split──▶ training set ──▶ PCA filter bank ──▶ feature graph (ONNX Runtime) ──▶ features
+//!                                          PCA filter bank (learned here, `--backbone pca`)
+//!                                          or EfficientNet-Lite0 stages (ImageNet, `backbone.rs`)
+//! good images ──split──▶ training set ──▶ feature graph, whole or in tiles (ONNX Runtime) ──▶ features
 //!                 │                                                                  │
 //!                 └──▶ held-out good ──┐                  fit each design's head ◀──┘
 //! defect images (optional) ────────────┴──▶ score through the exported model ──▶ compare designs (AUROC),
 //!                                           calibrate the threshold ──▶ models/<name>/<version>/{model.onnx, manifest.toml}
 //! ```
 //!
-//! The exported model is one ONNX graph (features, head, smoothing, `score` and `anomaly_map` outputs) that the
+//! The exported model is one ONNX graph (features with the backbone inside, head, smoothing, the optional
+//! inspection mask, tile stitching, `score` and `anomaly_map` outputs) that the
 //! station runs through exactly the same `ort` path as any other model; the trainer checks it by loading it back
 //! with [`crate::model::Model::load`]. Defect images never train the model: they only validate it, choose the
 //! design (when several are compared) and calibrate the threshold.
