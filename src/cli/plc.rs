@@ -12,7 +12,7 @@ use super::{ConfigArg, PlcUnreachable, load_config, runtime};
 use crate::config::PlcLink;
 use crate::metrics::Latencies;
 use crate::plc::map::{COMMAND_LEN, Commands, Fault, STATUS_LEN, Status};
-use crate::plc::{Endpoint, call, connect};
+use crate::plc::{Endpoint, Limit, call, connect};
 
 /// A value and when it last changed.
 struct Watched {
@@ -81,9 +81,9 @@ pub fn status(arg: &ConfigArg, seconds: f64) -> anyhow::Result<()> {
         ),
     };
     let window = Duration::from_secs_f64(seconds.max(0.1));
-    let limit = Duration::from_millis(plc.timeout_ms);
+    let limit = Limit::of(plc);
     runtime()?.block_on(async {
-        let mut ctx = connect(&endpoint, plc.unit_id, limit)
+        let mut ctx = connect(&endpoint, plc.unit_id, limit.timeout)
             .await
             .map_err(PlcUnreachable)?;
         let mut rtt = Latencies::default();

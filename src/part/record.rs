@@ -75,6 +75,9 @@ pub struct PartRow {
     pub plc_part_id: Option<u32>,
     #[serde(default)]
     pub encoder: Option<u32>,
+    /// The error bound of `triggered_us` for a PLC trigger (see [`crate::part::PlcTag::uncertainty_us`]).
+    #[serde(default)]
+    pub trigger_uncertainty_us: Option<u32>,
 }
 
 /// The acoustic columns of a part's row.
@@ -99,18 +102,17 @@ pub enum PlcOutcome {
         actuated_us: i64,
         result_written_us: Option<i64>,
         reject_on_us: Option<i64>,
+        /// What became of the reject pulse (the `reject_pulse` column's values).
+        reject_pulse: Option<&'static str>,
     },
     /// The reject output of a rejected part went low again (the pulse ended).
-    PulseEnded {
-        reject_off_us: i64,
-    },
+    PulseEnded { reject_off_us: i64 },
     Undelivered {
         detail: String,
+        reject_pulse: Option<&'static str>,
     },
     /// The part reached the reject gate before its verdict and was rejected fail-safe there.
-    RejectedAtGate {
-        detail: String,
-    },
+    RejectedAtGate { detail: String },
 }
 
 /// A shadow model's judgement of one part, as recorded (never part of the verdict).

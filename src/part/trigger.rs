@@ -9,6 +9,10 @@ pub struct PlcTag {
     pub part_id: u32,
     /// Encoder count at the trigger.
     pub encoder: u32,
+    /// How far before the trigger's recorded time the PLC may have sampled it, in µs: the round trip of the read
+    /// that saw it (the time is taken when the answer arrived, so a pulse timed from it is never early); 0 when
+    /// the PLC wrote it to the station's server (the write's arrival is the time).
+    pub uncertainty_us: u32,
 }
 
 /// A part arrived.

@@ -394,6 +394,7 @@ impl Orchestrator {
             acoustic,
             plc_part_id: f.tag.map(|t| t.part_id),
             encoder: f.tag.map(|t| t.encoder),
+            trigger_uncertainty_us: f.tag.map(|t| t.uncertainty_us),
         };
         PartRecord {
             row,
@@ -465,6 +466,7 @@ impl Orchestrator {
                 part_id,
                 outcome: PlcOutcome::Undelivered {
                     detail: detail.into(),
+                    reject_pulse: None,
                 },
             };
             let _ = self.records.send(msg).await;

@@ -16,6 +16,8 @@ pub struct RawPlc {
     address: Option<String>,
     unit_id: Option<u8>,
     timeout_ms: Option<u64>,
+    slow_answer_retries: Option<u32>,
+    output_connection: Option<String>,
     reject_coil: Option<u16>,
     reject_pulse_ms: Option<u64>,
     result_register: Option<u16>,
@@ -58,6 +60,12 @@ pub struct PlcConfig {
     pub link: PlcLink,
     pub unit_id: u8,
     pub timeout_ms: u64,
+    /// A call not answered within `timeout_ms` is waited for this many more periods before the link counts as
+    /// down (one slow answer is not an outage).
+    pub slow_answer_retries: u32,
+    /// Client role over TCP: the reject output writes the coil on a connection of its own (`"own"`, the default)
+    /// or on the handshake's, between its calls (`"shared"`: for a PLC that accepts one client connection).
+    pub output_shares_link: bool,
     pub reject_coil: u16,
     pub reject_pulse_ms: u64,
     /// First of the result block's holding registers: result code, inspection counter, part seq (high, low).
@@ -138,6 +146,18 @@ pub fn validate(p: &mut Problems, raw: RawPlc, queue_depth: usize) -> PlcConfig 
         link,
         unit_id: raw.unit_id.unwrap_or(1),
         timeout_ms: p.positive("plc.timeout_ms", raw.timeout_ms, 250),
+        slow_answer_retries: raw.slow_answer_retries.unwrap_or(1),
+        output_shares_link: match raw.output_connection.as_deref() {
+            None | Some("own") => false,
+            Some("shared") => true,
+            Some(other) => {
+                p.problem(
+                    "plc.output_connection",
+                    format!("expected \"own\" or \"shared\", got \"{other}\""),
+                );
+                false
+            }
+        },
         reject_coil: raw.reject_coil.unwrap_or(0),
         reject_pulse_ms: p.positive("plc.reject_pulse_ms", raw.reject_pulse_ms, 30),
         result_register,

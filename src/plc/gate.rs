@@ -8,7 +8,8 @@
 //!
 //! The output is one coil held for `reject_pulse_ms` per fire. Pulses of close parts that overlap are merged: a
 //! fire while the coil is on extends the pulse to end `reject_pulse_ms` after the later part (never dropped,
-//! never cut short).
+//! never cut short). The gate is pure timing: [`super::output`] drives the coil from it and says which parts'
+//! fires each write carried ([`Gate::take_fired`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -71,6 +72,8 @@ pub struct Gate {
     /// Parts rejected fail-safe whose verdict has not come yet (bounded).
     failed_safe: VecDeque<Seq>,
     on_until: Option<Instant>,
+    /// Parts fired since the output last took them (their pulse is to be driven).
+    fired: Vec<Seq>,
     /// Fires that landed while the coil was already on (merged into one longer pulse).
     pub merged: u64,
     /// Rising edges of the coil.
@@ -87,6 +90,7 @@ impl Gate {
             slots: VecDeque::new(),
             failed_safe: VecDeque::new(),
             on_until: None,
+            fired: Vec::new(),
             merged: 0,
             pulses: 0,
         }
@@ -126,7 +130,7 @@ impl Gate {
             return OnVerdict::AlreadyRejected;
         }
         if self.timing == RejectTiming::OnVerdict && reject {
-            self.fire(now);
+            self.fire(seq, now);
             return OnVerdict::Fired;
         }
         OnVerdict::Unknown
@@ -152,12 +156,12 @@ impl Gate {
             };
             match slot.reject {
                 Some(true) => {
-                    self.fire(now);
+                    self.fire(slot.seq, now);
                     out.push(AtGate::Rejected(slot.seq));
                 }
                 Some(false) => out.push(AtGate::Passed(slot.seq)),
                 None => {
-                    self.fire(now);
+                    self.fire(slot.seq, now);
                     if self.failed_safe.len() == FAILED_SAFE_KEPT {
                         self.failed_safe.pop_front();
                     }
@@ -169,7 +173,8 @@ impl Gate {
         out
     }
 
-    fn fire(&mut self, now: Instant) {
+    fn fire(&mut self, seq: Seq, now: Instant) {
+        self.fired.push(seq);
         let end = now + self.pulse;
         match self.on_until {
             Some(until) if until > now => {
@@ -183,12 +188,22 @@ impl Gate {
         }
     }
 
-    /// The write that drove the coil high completed at `at`: the pulse lasts its full width from then, however
-    /// long the write took (without this a slow link shortened every pulse by its round trip).
+    /// The parts fired since the last call: the output drives (or extends) the pulse for them.
+    pub fn take_fired(&mut self) -> Vec<Seq> {
+        std::mem::take(&mut self.fired)
+    }
+
+    /// The write that drove the coil high was sent at `at` (a little after the fire, when the output task woke):
+    /// the pulse lasts its full width from then.
     pub fn driven(&mut self, at: Instant) {
         if let Some(until) = self.on_until {
             self.on_until = Some(until.max(at + self.pulse));
         }
+    }
+
+    /// The pulse could not be written: it is dropped, not replayed later (a late pulse would hit another part).
+    pub fn cancel(&mut self) {
+        self.on_until = None;
     }
 
     /// When the pulse on now ends.
@@ -232,6 +247,7 @@ mod tests {
         assert_eq!(g.next_change(t0 + 40 * MS), Some(t0 + 100 * MS));
         assert!(g.advance(t0 + 99 * MS, None).is_empty());
         assert_eq!(g.advance(t0 + 100 * MS, None), [AtGate::Rejected(1)]);
+        assert_eq!(g.take_fired(), [1]);
         assert!(g.coil(t0 + 100 * MS) && g.coil(t0 + 119 * MS));
         assert_eq!(g.advance(t0 + 111 * MS, None), [AtGate::Passed(2)]);
         assert_eq!(g.pulses, 1, "a pass fires nothing");

@@ -15,7 +15,10 @@
 //!   each result is written and held for `result_hold_ms` before the next replaces it (the buffer and overrun
 //!   work the same way), so none is overwritten unseen.
 //! - **Reject gate** ([`super::gate`]): by delay, encoder distance, or at the verdict; a part without a verdict at
-//!   the gate is rejected fail-safe and its record gets `verdict_late_at_gate`.
+//!   the gate is rejected fail-safe and its record gets `verdict_late_at_gate`. The coil is driven by the output
+//!   task ([`super::output`], its own thread and connection); this task records what it reports. A trigger's
+//!   time is when the answer of the read that saw it arrived, so a pulse is never early; the read's round trip
+//!   is recorded as the time's error bound.
 //! - **Watchdog**: the station heartbeat counts up every `heartbeat_ms`; a PLC heartbeat unchanged for
 //!   `heartbeat_missed` periods sets HEARTBEAT_LOST and ALARM, logs and counts a fault.
 //! - **Link loss** (client roles): results wait in the buffer and are delivered, in order, when the link returns;
@@ -24,7 +27,7 @@
 //!
 //! Each part's PLC outcome goes to the record writer once, when its result and its gate passage are settled.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,10 +39,11 @@ use tokio_modbus::client::{Reader, Writer};
 use super::config::{PlcConfig, PlcLink, RejectTiming};
 use super::gate::{AtGate, Gate, OnVerdict};
 use super::map::{COMMAND_LEN, Commands, Fault, STATUS_LEN, Status, command, status};
+use super::output::{CoilWrite, GateEvent, Output, Port};
 use super::server::{Memory, ModbusServer, WriteGuard};
 use super::sim::{SimPlc, image_size};
 use super::status::{PlcStatus, SharedStatus};
-use super::{Endpoint, Link, PlcMsg, PlcTag, call};
+use super::{Endpoint, LINK_DOWN, Link, PlcMsg, PlcTag, call};
 use crate::clock::Clock;
 use crate::decision::ResultCode;
 use crate::metrics::{Counters, bump, read};
@@ -52,8 +56,6 @@ use crate::trigger::{PlcInputKind, TriggerConfig};
 const PARTS_KEPT: usize = 65_536;
 /// How long the task goes on after the line stopped, for results to be acknowledged and parts to reach the gate.
 const DRAIN: Duration = Duration::from_secs(2);
-/// A call not tried because the link is down (waiting for the next reconnect attempt).
-const LINK_DOWN: &str = "PLC link down";
 /// How often the shared status is refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
@@ -120,11 +122,27 @@ pub async fn start(
     };
     let shared: SharedStatus = Arc::new(Mutex::new(PlcStatus::default()));
     let now = Instant::now();
-    let hs = Handshake {
-        gate: Gate::new(
-            config.reject_timing,
-            Duration::from_millis(config.reject_pulse_ms),
+    let (coil_tx, coil_rx) = mpsc::channel::<CoilWrite>(4);
+    let port = match (&transport, &config.link) {
+        (Transport::Server(server), _) => Port::Memory(server.memory.clone(), config.reject_coil),
+        (Transport::Client(_), PlcLink::Rtu(_)) => Port::Serial(coil_tx),
+        (Transport::Client(_), _) if config.output_shares_link => Port::Serial(coil_tx),
+        (Transport::Client(link), _) => Port::Link(
+            Box::new(Link::for_output(config, link.endpoint().clone())),
+            config.reject_coil,
         ),
+    };
+    let (events_tx, gate_events) = mpsc::unbounded_channel();
+    let gate = Gate::new(
+        config.reject_timing,
+        Duration::from_millis(config.reject_pulse_ms),
+    );
+    let output = Output::start(gate, port, events_tx)?;
+    let hs = Handshake {
+        output,
+        gate_events,
+        coil_rx,
+        pulse_records: HashMap::new(),
         cfg: config.clone(),
         transport,
         input,
@@ -138,7 +156,6 @@ pub async fn start(
         shared: shared.clone(),
         out: Status::default(),
         written: None,
-        coil_written: None,
         cmd: None,
         trigger_high: false,
         reset_high: false,
@@ -156,11 +173,10 @@ pub async fn start(
         overrun: false,
         refused: false,
         view: PlcStatus::default(),
-        fired: Vec::new(),
         started: now,
         published: now,
         stopping: false,
-        pulse_parts: Vec::new(),
+        missed_writes: 0,
     };
     let task = tokio::spawn(hs.run(rx));
     Ok(Some(PlcHandle {
@@ -241,6 +257,14 @@ struct Shown {
     written_at: Option<Instant>,
 }
 
+/// One read of the PLC's commands: what it said, and when (see [`PlcTag::uncertainty_us`]).
+struct Seen {
+    cmd: Commands,
+    trigger_bit: Option<bool>,
+    at: Instant,
+    uncertainty: Duration,
+}
+
 /// What the task knows about a part until its outcome is recorded.
 #[derive(Debug)]
 struct Part {
@@ -258,6 +282,26 @@ struct Part {
     /// When the result block holding this part's result was written, and when the reject output went high.
     written_us: Option<i64>,
     reject_on_us: Option<i64>,
+    /// What became of its reject pulse (the `reject_pulse` column), once known.
+    pulse: Option<&'static str>,
+}
+
+impl Part {
+    fn new(record: String, plc_part_id: u32, gate_done: bool) -> Part {
+        Part {
+            record,
+            plc_part_id,
+            verdict: false,
+            gate_done,
+            result: None,
+            late_at_gate: false,
+            passed: false,
+            failures: Vec::new(),
+            written_us: None,
+            reject_on_us: None,
+            pulse: None,
+        }
+    }
 }
 
 struct Handshake {
@@ -274,10 +318,15 @@ struct Handshake {
     counters: Arc<Counters>,
     clock: Clock,
     shared: SharedStatus,
-    gate: Gate,
+    /// The reject output's task, which owns the gate's timing; what it did comes back on `gate_events`.
+    output: Output,
+    gate_events: mpsc::UnboundedReceiver<GateEvent>,
+    /// Coil writes the output hands over (RTU: one serial line; or a shared TCP connection).
+    coil_rx: Receiver<CoilWrite>,
+    /// The records of the parts whose reject pulse is on now (told when it ends).
+    pulse_records: HashMap<Seq, String>,
     out: Status,
     written: Option<[u16; STATUS_LEN as usize]>,
-    coil_written: Option<bool>,
     /// The last command block read.
     cmd: Option<Commands>,
     trigger_high: bool,
@@ -299,14 +348,12 @@ struct Handshake {
     overrun: bool,
     refused: bool,
     view: PlcStatus,
-    /// Parts fired at the gate since the coil was last written.
-    fired: Vec<Seq>,
     started: Instant,
     published: Instant,
     /// The station is shutting down: the last status written takes READY away.
     stopping: bool,
-    /// The parts whose reject pulse is on now (their record is told when it ends).
-    pulse_parts: Vec<String>,
+    /// Pulses whose ON write failed (each may carry several parts).
+    missed_writes: u64,
 }
 
 impl Handshake {
@@ -317,11 +364,7 @@ impl Handshake {
         let mut open = true;
         let mut drain_until: Option<Instant> = None;
         loop {
-            let now = Instant::now();
-            let change = [self.gate.next_change(now), self.release_at()]
-                .into_iter()
-                .flatten()
-                .min();
+            let change = self.release_at();
             let wake = tokio::time::Instant::from_std(
                 change.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             );
@@ -345,6 +388,14 @@ impl Handshake {
                         self.trigger_tx = None;
                     }
                 },
+                Some(event) = self.gate_events.recv() => {
+                    self.on_gate_event(event).await;
+                    while let Ok(event) = self.gate_events.try_recv() {
+                        self.on_gate_event(event).await;
+                    }
+                    self.step(false).await;
+                }
+                Some(write) = self.coil_rx.recv() => self.serve_coil(write).await,
                 _ = tokio::time::sleep_until(wake), if change.is_some() => self.step(false).await,
                 _ = scan.tick() => self.step(true).await,
             }
@@ -368,27 +419,16 @@ impl Handshake {
                     .map(|t| t.encoder)
                     .or(self.cmd.map(|c| c.encoder))
                     .unwrap_or(0);
-                self.gate.part(seq, at, encoder);
+                self.output.with(|g| g.part(seq, at, encoder));
                 if self.parts.len() >= PARTS_KEPT {
                     if let Some((old, _)) = self.parts.pop_first() {
                         tracing::warn!("PLC: part {old} never got its verdict; forgotten");
                     }
                 }
-                self.parts.insert(
-                    seq,
-                    Part {
-                        record: part_id,
-                        plc_part_id: tag.map_or(seq as u32, |t| t.part_id),
-                        verdict: false,
-                        gate_done: self.cfg.reject_timing == RejectTiming::OnVerdict,
-                        result: None,
-                        late_at_gate: false,
-                        passed: false,
-                        failures: Vec::new(),
-                        written_us: None,
-                        reject_on_us: None,
-                    },
-                );
+                let no_gate = self.cfg.reject_timing == RejectTiming::OnVerdict;
+                let plc_part_id = tag.map_or(seq as u32, |t| t.part_id);
+                self.parts
+                    .insert(seq, Part::new(part_id, plc_part_id, no_gate));
             }
             PlcMsg::Recipe { number, ok } => {
                 if ok {
@@ -408,29 +448,28 @@ impl Handshake {
                 } else {
                     String::new()
                 };
-                let part = self.parts.entry(job.seq).or_insert_with(|| Part {
-                    record: job.part_id.clone(),
-                    plc_part_id: job.seq as u32,
-                    verdict: false,
-                    gate_done: true,
-                    result: None,
-                    late_at_gate: false,
-                    passed: false,
-                    failures: Vec::new(),
-                    written_us: None,
-                    reject_on_us: None,
-                });
+                let part = self
+                    .parts
+                    .entry(job.seq)
+                    .or_insert_with(|| Part::new(job.part_id.clone(), job.seq as u32, true));
                 part.verdict = true;
                 part.passed = !job.reject;
                 let plc_part_id = part.plc_part_id;
                 let mut code = job.code;
-                match self.gate.verdict(job.seq, job.reject || full, now) {
+                let reject = job.reject || full;
+                match self.output.with(|g| g.verdict(job.seq, reject, now)) {
                     OnVerdict::AlreadyRejected => {
                         code = ResultCode::RejectFailSafe;
                         part.late_at_gate = true;
                     }
-                    OnVerdict::Fired => self.fired.push(job.seq),
-                    OnVerdict::Scheduled | OnVerdict::Unknown => {}
+                    // The output task reports the pulse.
+                    OnVerdict::Fired => part.gate_done = false,
+                    OnVerdict::Scheduled => {}
+                    OnVerdict::Unknown => {
+                        if part.pulse.is_none() && !reject {
+                            part.pulse = Some("not_needed");
+                        }
+                    }
                 }
                 if full {
                     part.result = Some(Err(()));
@@ -480,15 +519,15 @@ impl Handshake {
             .saturating_sub(self.verdicts)
     }
 
-    /// One scan: read the commands (when `read`), react, move the gate, write the result block and the coil.
+    /// One scan: read the commands (when `read`), react, write the result block.
     async fn step(&mut self, read: bool) {
-        let now = Instant::now();
         if read {
             match self.read_commands().await {
-                Ok((cmd, trigger_bit)) => self.on_commands(cmd, trigger_bit, now),
+                Ok(seen) => self.on_commands(seen),
                 Err(e) => self.link_failed(&e),
             }
         }
+        let now = Instant::now();
         // The PLC's heartbeat cannot be seen while the link is down: the outage is its own fault, not the PLC's.
         if self.link_down() {
             if let Some((value, _)) = self.plc_heartbeat {
@@ -501,26 +540,6 @@ impl Handshake {
             self.out.heartbeat = self.out.heartbeat.wrapping_add(1);
             self.next_beat = now + Duration::from_millis(self.cfg.heartbeat_ms);
         }
-        let encoder = self.cmd.map(|c| c.encoder);
-        for event in self.gate.advance(now, encoder) {
-            match event {
-                AtGate::Rejected(seq) => self.fired.push(seq),
-                AtGate::FailSafe(seq) => {
-                    self.fired.push(seq);
-                    self.view.faults.late_at_gate += 1;
-                    self.out.diag.gate_fail_safe = self.out.diag.gate_fail_safe.wrapping_add(1);
-                    self.fault = Fault::VerdictLateAtGate;
-                    tracing::warn!("PLC: part {seq} reached the gate without a verdict: rejected");
-                    if let Some(p) = self.parts.get_mut(&seq) {
-                        p.late_at_gate = true;
-                    }
-                }
-                AtGate::Passed(_) => {}
-            }
-            if let Some(p) = self.parts.get_mut(&event.seq()) {
-                p.gate_done = true;
-            }
-        }
         self.write_outputs(now).await;
         self.settle_parts().await;
         if now >= self.published + PUBLISH_EVERY {
@@ -528,7 +547,7 @@ impl Handshake {
         }
     }
 
-    async fn read_commands(&mut self) -> Result<(Commands, Option<bool>), String> {
+    async fn read_commands(&mut self) -> Result<Seen, String> {
         let base = self.cfg.command_register;
         let input = self.input;
         match &mut self.transport {
@@ -540,7 +559,14 @@ impl Handshake {
                     Some((PlcInputKind::Coil, a)) => Some(m.coils[usize::from(a)]),
                     _ => None,
                 };
-                Ok((cmd, bit))
+                // The PLC wrote its trigger: the time is when that write arrived, not this look at the image.
+                let at = m.last_write.unwrap_or_else(Instant::now);
+                Ok(Seen {
+                    cmd,
+                    trigger_bit: bit,
+                    at,
+                    uncertainty: Duration::ZERO,
+                })
             }
             Transport::Client(link) => {
                 let limit = link.limit();
@@ -549,7 +575,6 @@ impl Handshake {
                 };
                 if fresh {
                     self.written = None;
-                    self.coil_written = None;
                 }
                 let t0 = Instant::now();
                 let regs = call(
@@ -558,23 +583,35 @@ impl Handshake {
                     ctx.read_holding_registers(base, COMMAND_LEN),
                 )
                 .await?;
-                self.view.add_rtt(t0.elapsed().as_secs_f64() * 1e3);
-                let bit = match input {
-                    Some((PlcInputKind::Coil, a)) => {
-                        Some(call(limit, "read the trigger coil", ctx.read_coils(a, 1)).await?)
-                    }
-                    Some((PlcInputKind::DiscreteInput, a)) => Some(
-                        call(
-                            limit,
-                            "read the trigger input",
-                            ctx.read_discrete_inputs(a, 1),
-                        )
-                        .await?,
+                let t1 = Instant::now();
+                self.view.add_rtt((t1 - t0).as_secs_f64() * 1e3);
+                // The trigger is in the read that carries it: its time is when the answer came (the PLC sampled
+                // it at most one round trip earlier).
+                let (bit, sent) = match input {
+                    Some((PlcInputKind::Coil, a)) => (
+                        Some(call(limit, "read the trigger coil", ctx.read_coils(a, 1)).await?),
+                        t1,
                     ),
-                    _ => None,
-                }
-                .map(|bits| bits.first().copied().unwrap_or(false));
-                Ok((Commands::decode(&regs), bit))
+                    Some((PlcInputKind::DiscreteInput, a)) => (
+                        Some(
+                            call(
+                                limit,
+                                "read the trigger input",
+                                ctx.read_discrete_inputs(a, 1),
+                            )
+                            .await?,
+                        ),
+                        t1,
+                    ),
+                    _ => (None, t0),
+                };
+                let at = Instant::now();
+                Ok(Seen {
+                    cmd: Commands::decode(&regs),
+                    trigger_bit: bit.map(|bits| bits.first().copied().unwrap_or(false)),
+                    at,
+                    uncertainty: at - sent,
+                })
             }
         }
     }
@@ -624,12 +661,21 @@ impl Handshake {
                 }
             }
             self.written = None;
-            self.coil_written = None;
         }
     }
 
-    fn on_commands(&mut self, cmd: Commands, trigger_bit: Option<bool>, now: Instant) {
+    fn on_commands(&mut self, seen: Seen) {
+        let Seen {
+            cmd,
+            trigger_bit,
+            at,
+            uncertainty,
+        } = seen;
+        let now = Instant::now();
         self.cmd = Some(cmd);
+        if matches!(self.cfg.reject_timing, RejectTiming::DistanceCounts(_)) {
+            self.output.encoder(cmd.encoder);
+        }
         match self.plc_heartbeat {
             Some((value, _)) if value == cmd.heartbeat => {}
             _ => {
@@ -659,10 +705,11 @@ impl Handshake {
             if high && !self.trigger_high {
                 let busy = self.in_flight() >= self.cfg.max_parts_in_flight as u64;
                 let event = TriggerEvent {
-                    at: now,
+                    at,
                     tag: Some(PlcTag {
                         part_id: cmd.part_id,
                         encoder: cmd.encoder,
+                        uncertainty_us: uncertainty.as_micros().min(u128::from(u32::MAX)) as u32,
                     }),
                     refused: busy,
                 };
@@ -821,55 +868,113 @@ impl Handshake {
         o.buffer_depth = (self.queue.len() + usize::from(self.shown.is_some())) as u16;
         o.fault = self.fault as u16;
         // Pulses written to the output, not merely decided: a pulse the link lost counts as missed instead.
-        o.diag.reject_pulses = self
-            .gate
-            .pulses
-            .saturating_sub(self.view.faults.missed_pulses) as u16;
+        let pulses = self.output.peek(|g| g.pulses);
+        o.diag.reject_pulses = pulses.saturating_sub(self.missed_writes) as u16;
         o.diag.missed_pulses = self.view.faults.missed_pulses as u16;
     }
 
-    /// Notes when the outputs reached the PLC: the reject output high for the parts whose pulse fired now, low
-    /// for the parts of the pulse that ended (recorded as it happens).
-    async fn note_outputs(&mut self, fired: &[Seq], coil_before: Option<bool>) {
-        let driven = Instant::now();
-        let us = self.clock.wall_us(driven);
-        if coil_before != Some(true) && self.coil_written == Some(true) {
-            self.gate.driven(driven);
-        }
-        if self.coil_written == Some(true) {
-            for seq in fired {
-                if let Some(p) = self.parts.get_mut(seq) {
-                    p.reject_on_us.get_or_insert(us);
-                    self.pulse_parts.push(p.record.clone());
+    /// Records what the output task reports: parts through the gate, pulses driven, missed and ended.
+    async fn on_gate_event(&mut self, event: GateEvent) {
+        match event {
+            GateEvent::Passage(AtGate::Passed(seq)) => {
+                if let Some(p) = self.parts.get_mut(&seq) {
+                    p.gate_done = true;
+                    p.pulse = Some("not_needed");
+                }
+            }
+            GateEvent::Passage(AtGate::Rejected(_)) => {}
+            GateEvent::Passage(AtGate::FailSafe(seq)) => {
+                self.view.faults.late_at_gate += 1;
+                self.out.diag.gate_fail_safe = self.out.diag.gate_fail_safe.wrapping_add(1);
+                self.fault = Fault::VerdictLateAtGate;
+                tracing::warn!("PLC: part {seq} reached the gate without a verdict: rejected");
+                if let Some(p) = self.parts.get_mut(&seq) {
+                    p.late_at_gate = true;
+                }
+            }
+            GateEvent::On {
+                seqs,
+                sent,
+                extended,
+            } => {
+                let us = self.clock.wall_us(sent);
+                for seq in seqs {
+                    if let Some(p) = self.parts.get_mut(&seq) {
+                        p.reject_on_us.get_or_insert(us);
+                        p.pulse = Some(if extended { "extended" } else { "driven" });
+                        p.gate_done = true;
+                        self.pulse_records.insert(seq, p.record.clone());
+                    }
+                }
+            }
+            GateEvent::Missed { seqs, why } => {
+                self.missed_writes += 1;
+                for seq in seqs {
+                    self.view.faults.missed_pulses += 1;
+                    self.fault = Fault::RejectPulseMissed;
+                    tracing::warn!("PLC: reject pulse for part {seq} not written: {why}");
+                    if let Some(p) = self.parts.get_mut(&seq) {
+                        p.failures.push(format!("reject pulse not written: {why}"));
+                        p.pulse = Some(if why == LINK_DOWN {
+                            "missed_link_down"
+                        } else {
+                            "missed_write_failed"
+                        });
+                        p.gate_done = true;
+                    }
+                }
+            }
+            GateEvent::Off { seqs, sent } => {
+                let reject_off_us = self.clock.wall_us(sent);
+                for seq in seqs {
+                    if let Some(part_id) = self.pulse_records.remove(&seq) {
+                        let outcome = PlcOutcome::PulseEnded { reject_off_us };
+                        let _ = self
+                            .store
+                            .send(RecordMsg::Actuated { part_id, outcome })
+                            .await;
+                    }
                 }
             }
         }
-        if coil_before == Some(true) && self.coil_written == Some(false) {
-            for part_id in std::mem::take(&mut self.pulse_parts) {
-                let outcome = PlcOutcome::PulseEnded { reject_off_us: us };
-                let _ = self
-                    .store
-                    .send(RecordMsg::Actuated { part_id, outcome })
-                    .await;
+    }
+
+    /// A coil write the output task hands over (RTU, or `output_connection = "shared"`), put on the link now.
+    async fn serve_coil(&mut self, write: CoilWrite) {
+        let coil = self.cfg.reject_coil;
+        let result = match &mut self.transport {
+            Transport::Client(link) => {
+                let limit = link.limit();
+                match link.get().await {
+                    None => Err(LINK_DOWN.to_string()),
+                    Some((ctx, _)) => {
+                        call(
+                            limit,
+                            "write the reject coil",
+                            ctx.write_single_coil(coil, write.on),
+                        )
+                        .await
+                    }
+                }
             }
+            Transport::Server(_) => Err("no serial line in the server role".into()),
+        };
+        if let Err(e) = &result {
+            self.link_failed(e);
         }
+        let _ = write.reply.send(result);
     }
 
     async fn write_outputs(&mut self, now: Instant) {
         self.compose(now);
-        let coil_before = self.coil_written;
         let block = self.out.encode();
-        let coil = self.gate.coil(now);
         let base = self.cfg.result_register;
-        let coil_addr = self.cfg.reject_coil;
         let result: Result<(), String> = match &mut self.transport {
             Transport::Server(server) => {
                 let mut m = server.memory();
                 let b = usize::from(base);
                 m.holding[b..b + block.len()].copy_from_slice(&block);
-                m.coils[usize::from(coil_addr)] = coil;
                 self.written = Some(block);
-                self.coil_written = Some(coil);
                 Ok(())
             }
             Transport::Client(link) => {
@@ -879,22 +984,9 @@ impl Handshake {
                     Some((ctx, fresh)) => {
                         if fresh {
                             self.written = None;
-                            self.coil_written = None;
                         }
-                        // The coil first: it is the time-critical output.
                         let mut r = Ok(());
-                        if self.coil_written != Some(coil) {
-                            r = call(
-                                limit,
-                                "write the reject coil",
-                                ctx.write_single_coil(coil_addr, coil),
-                            )
-                            .await;
-                            if r.is_ok() {
-                                self.coil_written = Some(coil);
-                            }
-                        }
-                        if r.is_ok() && self.written != Some(block) {
+                        if self.written != Some(block) {
                             r = call(
                                 limit,
                                 "write the result block",
@@ -910,21 +1002,7 @@ impl Handshake {
                 }
             }
         };
-        let fired = std::mem::take(&mut self.fired);
-        if result.is_ok() {
-            self.note_outputs(&fired, coil_before).await;
-        }
         if let Err(e) = result {
-            if coil && self.coil_written != Some(coil) {
-                for seq in fired {
-                    self.view.faults.missed_pulses += 1;
-                    self.fault = Fault::RejectPulseMissed;
-                    tracing::warn!("PLC: reject pulse for part {seq} not written: {e}");
-                    if let Some(p) = self.parts.get_mut(&seq) {
-                        p.failures.push(format!("reject pulse not written: {e}"));
-                    }
-                }
-            }
             self.link_failed(&e);
             return;
         }
@@ -984,6 +1062,7 @@ impl Handshake {
                     actuated_us,
                     result_written_us: part.written_us,
                     reject_on_us: part.reject_on_us,
+                    reject_pulse: part.pulse,
                 }
             }
             _ => {
@@ -994,6 +1073,7 @@ impl Handshake {
                     } else {
                         part.failures.join("; ")
                     },
+                    reject_pulse: part.pulse,
                 }
             }
         };
@@ -1035,14 +1115,24 @@ impl Handshake {
             .plc_heartbeat
             .map(|(_, t)| now.duration_since(t).as_millis() as u64);
         v.buffer_depth = usize::from(self.out.buffer_depth);
-        v.parts_before_gate = self.gate.len();
-        v.reject_pulses = self.gate.pulses;
-        v.merged_pulses = self.gate.merged;
+        (v.parts_before_gate, v.reject_pulses, v.merged_pulses) =
+            self.output.peek(|g| (g.len(), g.pulses, g.merged));
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();
     }
 
-    /// After the drain: parts still unsettled are recorded undelivered; the coil is released.
+    /// After the drain: the output lets a running pulse finish (a shutdown must not shorten a reject) and
+    /// releases the coil; parts still unsettled are recorded undelivered; the last status write clears READY.
     async fn finish(mut self) {
+        let mut stopped = self.output.stop();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Some(write) = self.coil_rx.recv() => self.serve_coil(write).await,
+            }
+        }
+        while let Ok(event) = self.gate_events.try_recv() {
+            self.on_gate_event(event).await;
+        }
         let parts = std::mem::take(&mut self.parts);
         for (_, mut part) in parts {
             if !part.verdict {
@@ -1055,19 +1145,12 @@ impl Handshake {
             if !part.gate_done {
                 part.failures
                     .push("the station stopped before the part reached the gate".into());
+                part.pulse.get_or_insert("stopped");
             }
             self.record(part).await;
         }
-        // A pulse on now runs its full width: a shutdown must not shorten a reject.
-        if let Some(end) = self.gate.pulse_end().filter(|end| *end > Instant::now()) {
-            tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
-        }
         let now = Instant::now();
         self.stopping = true;
-        // Release the coil; keep the pulse counts for the summary.
-        let (pulses, merged) = (self.gate.pulses, self.gate.merged);
-        self.gate = Gate::new(RejectTiming::OnVerdict, Duration::ZERO);
-        (self.gate.pulses, self.gate.merged) = (pulses, merged);
         self.write_outputs(now).await;
         self.publish(now);
     }

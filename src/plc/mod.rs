@@ -15,6 +15,7 @@ pub mod config;
 pub mod gate;
 pub mod handshake;
 pub mod map;
+pub mod output;
 pub mod server;
 pub mod sim;
 pub mod status;
@@ -61,17 +62,55 @@ pub enum PlcMsg {
     Recipe { number: u16, ok: bool },
 }
 
-/// Runs a Modbus call under a timeout, folding "timed out", "link broke" and "device refused" into one message.
+/// A call not tried because the link is down (waiting for the next reconnect attempt).
+pub(crate) const LINK_DOWN: &str = "PLC link down";
+
+/// How long a Modbus call may take: `timeout` (`plc.timeout_ms`), then `slow_retries` more periods of it
+/// (`plc.slow_answer_retries`) before the call fails and the link counts as down.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub timeout: Duration,
+    pub slow_retries: u32,
+}
+
+impl Limit {
+    pub fn of(config: &PlcConfig) -> Limit {
+        Limit {
+            timeout: Duration::from_millis(config.timeout_ms),
+            slow_retries: config.slow_answer_retries,
+        }
+    }
+}
+
+/// Runs a Modbus call under its limit, folding "timed out", "link broke" and "device refused" into one message.
+/// A slow answer is waited for once more per retry (the request is not sent again: over TCP it is not lost,
+/// only late, and a second request would get the first one's answer), and logged.
 pub async fn call<T, E1: std::fmt::Display, E2: std::fmt::Debug>(
-    limit: Duration,
+    limit: Limit,
     what: &str,
     fut: impl Future<Output = Result<Result<T, E2>, E1>>,
 ) -> Result<T, String> {
-    match timeout(limit, fut).await {
-        Err(_) => Err(format!("{what}: no answer within {} ms", limit.as_millis())),
-        Ok(Err(link)) => Err(format!("{what}: link error: {link}")),
-        Ok(Ok(Err(exception))) => Err(format!("{what}: PLC refused: {exception:?}")),
-        Ok(Ok(Ok(value))) => Ok(value),
+    tokio::pin!(fut);
+    let mut waited = 0;
+    loop {
+        match timeout(limit.timeout, &mut fut).await {
+            Err(_) if waited < limit.slow_retries => {
+                waited += 1;
+                tracing::warn!(
+                    "{what}: no answer within {} ms; waiting once more before the link counts as down",
+                    limit.timeout.as_millis()
+                );
+            }
+            Err(_) => {
+                return Err(format!(
+                    "{what}: no answer within {} ms",
+                    limit.timeout.as_millis() * u128::from(waited + 1)
+                ));
+            }
+            Ok(Err(link)) => return Err(format!("{what}: link error: {link}")),
+            Ok(Ok(Err(exception))) => return Err(format!("{what}: PLC refused: {exception:?}")),
+            Ok(Ok(Ok(value))) => return Ok(value),
+        }
     }
 }
 
@@ -141,8 +180,8 @@ pub async fn connect(endpoint: &Endpoint, unit_id: u8, limit: Duration) -> Resul
 
 /// Checks that a PLC answers (for `station validate`): connect and read the command block.
 pub async fn probe(config: &PlcConfig, endpoint: &Endpoint) -> Result<(), String> {
-    let limit = Duration::from_millis(config.timeout_ms);
-    let mut ctx = connect(endpoint, config.unit_id, limit).await?;
+    let limit = Limit::of(config);
+    let mut ctx = connect(endpoint, config.unit_id, limit.timeout).await?;
     call(
         limit,
         "read the command block",
@@ -154,25 +193,44 @@ pub async fn probe(config: &PlcConfig, endpoint: &Endpoint) -> Result<(), String
 
 /// A Modbus client link that reconnects with backoff.
 pub struct Link {
+    /// What it is for, in its log lines ("PLC link", "reject output link").
+    name: &'static str,
     endpoint: Endpoint,
     unit_id: u8,
-    limit: Duration,
+    limit: Limit,
     min_backoff: Duration,
     max_backoff: Duration,
     ctx: Option<Context>,
     backoff: Duration,
     next_attempt: Instant,
     down_since: Option<Instant>,
-    counters: Arc<Counters>,
+    /// Outages are counted for the handshake's link only (the output's failures are missed pulses).
+    counters: Option<Arc<Counters>>,
 }
 
 impl Link {
+    /// The handshake's link: its outages are counted.
     pub fn new(config: &PlcConfig, endpoint: Endpoint, counters: Arc<Counters>) -> Self {
+        Self::named(config, endpoint, "PLC link", Some(counters))
+    }
+
+    /// A second connection to the same PLC, for the reject output.
+    pub fn for_output(config: &PlcConfig, endpoint: Endpoint) -> Self {
+        Self::named(config, endpoint, "PLC reject output link", None)
+    }
+
+    fn named(
+        config: &PlcConfig,
+        endpoint: Endpoint,
+        name: &'static str,
+        counters: Option<Arc<Counters>>,
+    ) -> Self {
         let min_backoff = Duration::from_millis(config.reconnect_min_ms);
         Self {
+            name,
             endpoint,
             unit_id: config.unit_id,
-            limit: Duration::from_millis(config.timeout_ms),
+            limit: Limit::of(config),
             min_backoff,
             max_backoff: Duration::from_millis(config.reconnect_max_ms),
             ctx: None,
@@ -183,7 +241,7 @@ impl Link {
         }
     }
 
-    pub fn limit(&self) -> Duration {
+    pub fn limit(&self) -> Limit {
         self.limit
     }
 
@@ -204,14 +262,15 @@ impl Link {
             if Instant::now() < self.next_attempt {
                 return None;
             }
-            match connect(&self.endpoint, self.unit_id, self.limit).await {
+            match connect(&self.endpoint, self.unit_id, self.limit.timeout).await {
                 Ok(ctx) => {
                     self.ctx = Some(ctx);
                     fresh = true;
                     self.backoff = self.min_backoff;
                     if let Some(since) = self.down_since.take() {
                         tracing::info!(
-                            "PLC link {} is back after {:.1} s",
+                            "{} {} is back after {:.1} s",
+                            self.name,
                             self.endpoint,
                             since.elapsed().as_secs_f64()
                         );
@@ -231,9 +290,12 @@ impl Link {
         self.ctx = None;
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
-            bump(&self.counters.plc_outages);
+            if let Some(counters) = &self.counters {
+                bump(&counters.plc_outages);
+            }
             tracing::warn!(
-                "PLC link {} lost: {why}; parts go on being judged and recorded",
+                "{} {} lost: {why}; parts go on being judged and recorded",
+                self.name,
                 self.endpoint
             );
         }

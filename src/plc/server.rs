@@ -39,6 +39,8 @@ pub struct Memory {
     /// Requests served, and when the last one came.
     pub requests: u64,
     pub last_request: Option<Instant>,
+    /// When the peer's last accepted write arrived.
+    pub last_write: Option<Instant>,
 }
 
 impl Memory {
@@ -55,6 +57,7 @@ impl Memory {
             writes: 0,
             requests: 0,
             last_request: None,
+            last_write: None,
         }
     }
 
@@ -83,6 +86,7 @@ impl Memory {
         }
         self.coils[r].copy_from_slice(values);
         self.writes += 1;
+        self.last_write = Some(Instant::now());
         Ok(())
     }
 
@@ -97,6 +101,7 @@ impl Memory {
         }
         self.holding[r].copy_from_slice(values);
         self.writes += 1;
+        self.last_write = Some(Instant::now());
         Ok(())
     }
 

@@ -134,6 +134,7 @@ mod tests {
                 actuated_us: 5,
                 result_written_us: Some(4),
                 reject_on_us: None,
+                reject_pulse: Some("not_needed".into()),
             },
             Row::RunEnd {
                 run_id: 1,

@@ -169,6 +169,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_RETENTION,
     SCHEMA_PLC_TAG,
     SCHEMA_PLC_TIMES,
+    SCHEMA_PLC_PULSE,
 ];
 
 /// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
@@ -210,6 +211,14 @@ const SCHEMA_PLC_TIMES: &str = "
 ALTER TABLE parts ADD COLUMN result_written_us INTEGER;
 ALTER TABLE parts ADD COLUMN reject_on_us INTEGER;
 ALTER TABLE parts ADD COLUMN reject_off_us INTEGER;
+";
+
+/// How sure the trigger's time is, and what became of the reject pulse: `not_needed` (passed the gate),
+/// `driven`, `extended` (the output was already high for an earlier part), `missed_link_down`,
+/// `missed_write_failed`, `stopped` (the station stopped first); NULL without a PLC.
+const SCHEMA_PLC_PULSE: &str = "
+ALTER TABLE parts ADD COLUMN trigger_uncertainty_us INTEGER;
+ALTER TABLE parts ADD COLUMN reject_pulse TEXT;
 ";
 
 /// Opens the database, creating its folder and bringing its schema up to date (WAL, a 5 s busy timeout for

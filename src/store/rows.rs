@@ -22,6 +22,8 @@ pub enum Row {
         result_written_us: Option<i64>,
         #[serde(default)]
         reject_on_us: Option<i64>,
+        #[serde(default)]
+        reject_pulse: Option<String>,
     },
     PulseEnded {
         part_id: String,
@@ -30,6 +32,8 @@ pub enum Row {
     Undelivered {
         part_id: String,
         detail: String,
+        #[serde(default)]
+        reject_pulse: Option<String>,
     },
     RejectedAtGate {
         part_id: String,
@@ -60,9 +64,10 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
     let mut part = tx.prepare_cached(
         "INSERT OR IGNORE INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us,
             preprocessed_us, inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
-            model_name, model_version, model_sha256, image_path, heatmap_path, plc_part_id, encoder_at_trigger)
+            model_name, model_version, model_sha256, image_path, heatmap_path, plc_part_id, encoder_at_trigger,
+            trigger_uncertainty_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-            ?22, ?23)",
+            ?22, ?23, ?24)",
     )?;
     let mut acoustic = tx.prepare_cached(
         "UPDATE parts SET acoustic_score = ?2, acoustic_threshold = ?3, acoustic_model_name = ?4,
@@ -70,7 +75,8 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
          WHERE part_id = ?1",
     )?;
     let mut delivered = tx.prepare_cached(
-        "UPDATE parts SET actuated_us = ?2, result_written_us = ?3, reject_on_us = ?4, plc_status = 'delivered'
+        "UPDATE parts SET actuated_us = ?2, result_written_us = ?3, reject_on_us = ?4, reject_pulse = ?5,
+            plc_status = 'delivered'
          WHERE part_id = ?1",
     )?;
     let mut pulse_ended =
@@ -78,7 +84,8 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
     let mut undelivered = tx.prepare_cached(
         "UPDATE parts SET plc_status = 'undelivered', verdict = 'REJECT',
             result_code = CASE WHEN result_code = 1 THEN 4 ELSE result_code END,
-            reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2))
+            reasons = json_insert(reasons, '$[#]', json_object('code', 'plc_undelivered', 'detail', ?2)),
+            reject_pulse = COALESCE(?3, reject_pulse)
          WHERE part_id = ?1 AND plc_status != 'undelivered'",
     )?;
     let mut at_gate = tx.prepare_cached(
@@ -121,6 +128,7 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
                     r.heatmap_path,
                     r.plc_part_id,
                     r.encoder,
+                    r.trigger_uncertainty_us,
                 ])?;
                 if let Some(a) = &r.acoustic {
                     acoustic.execute(params![
@@ -152,12 +160,14 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
                 actuated_us,
                 result_written_us,
                 reject_on_us,
+                reject_pulse,
             } => {
                 delivered.execute(params![
                     part_id,
                     actuated_us,
                     result_written_us,
-                    reject_on_us
+                    reject_on_us,
+                    reject_pulse
                 ])?;
             }
             Row::PulseEnded {
@@ -166,8 +176,12 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
             } => {
                 pulse_ended.execute(params![part_id, reject_off_us])?;
             }
-            Row::Undelivered { part_id, detail } => {
-                undelivered.execute(params![part_id, detail])?;
+            Row::Undelivered {
+                part_id,
+                detail,
+                reject_pulse,
+            } => {
+                undelivered.execute(params![part_id, detail, reject_pulse])?;
             }
             Row::RejectedAtGate { part_id, detail } => {
                 at_gate.execute(params![part_id, detail])?;

@@ -233,17 +233,26 @@ impl Store {
                     actuated_us,
                     result_written_us,
                     reject_on_us,
+                    reject_pulse,
                 } => Row::Delivered {
                     part_id,
                     actuated_us,
                     result_written_us,
                     reject_on_us,
+                    reject_pulse: reject_pulse.map(String::from),
                 },
                 PlcOutcome::PulseEnded { reject_off_us } => Row::PulseEnded {
                     part_id,
                     reject_off_us,
                 },
-                PlcOutcome::Undelivered { detail } => Row::Undelivered { part_id, detail },
+                PlcOutcome::Undelivered {
+                    detail,
+                    reject_pulse,
+                } => Row::Undelivered {
+                    part_id,
+                    detail,
+                    reject_pulse: reject_pulse.map(String::from),
+                },
                 PlcOutcome::RejectedAtGate { detail } => Row::RejectedAtGate { part_id, detail },
             },
         }

@@ -32,6 +32,8 @@ pub struct Shown {
     pub counter: u16,
     pub part_id: u32,
     pub code: u16,
+    /// When the PLC took it (ms on the simulator's clock).
+    pub t: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -392,6 +394,262 @@ async fn station_as_client_delivers_every_result_once_in_order_and_rejects_on_ti
     assert_eq!(report.seen.bits & HEARTBEAT_LOST, 0, "{:?}", report.seen);
 }
 
+/// One run's parts as recorded, in order: (run, seq, PLC part ID, trigger uncertainty us, reject on us, reject
+/// off us, reject_pulse, result code).
+type PulseRow = (
+    i64,
+    i64,
+    Option<u32>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    u16,
+);
+
+fn pulse_rows(config: &Config) -> Vec<PulseRow> {
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT run_id, seq, plc_part_id, trigger_uncertainty_us, reject_on_us, reject_off_us, reject_pulse,
+                    result_code FROM parts ORDER BY run_id, seq",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// A PLC that serves every request 0-20 ms late (as one that answers once per scan) and stalls one read for
+/// 350 ms (timeout 250 ms). The trigger's time is taken when the read's answer came, so no pulse is early; the
+/// output has its own connection, so a pulse's width at the station's side does not depend on the other calls;
+/// the stalled read is waited for once (`slow_answer_retries = 1`, the default) instead of being an outage, and is
+/// one with `slow_answer_retries = 0`. The two runs share one database: the PLC's part IDs are on every record
+/// across the restart, while the station's sequence starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_that_answers_late_gets_pulses_timed_by_the_trigger_and_one_slow_answer_is_no_outage()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut sent_ids = Vec::new();
+    let mut config = None;
+    for (run, retries) in [(0u32, 1u32), (1, 0)] {
+        let mut sim = Sim::start(json!({"role": "server", "parts": 40, "period_ms": 150,
+            "wait_for_go": true, "linger_s": 1.0, "run_s": 40, "answer_delay_ms": [0, 20],
+            "stall_at_s": 2.0, "stall_ms": 350, "first_part_id": 70_000 + run * 100_000, "seed": run + 1}));
+        let cfg = station(
+            dir.path(),
+            &format!(
+                "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+                 reject_delay_ms = 500\nreject_pulse_ms = 30\ntimeout_ms = 250\nslow_answer_retries = {retries}\n",
+                sim.ready
+            ),
+        );
+        let (line, _) = start_line(&cfg, 40).await;
+        sim.go();
+        let report = report_of(sim);
+        let summary = finish(line).await;
+        assert_eq!(summary.parts, 40, "{summary}");
+        sent_ids.extend(report.triggers.iter().map(|t| t.part_id));
+        if retries == 0 {
+            assert!(
+                summary.plc_outages >= 1,
+                "without a retry the stall is an outage: {summary}"
+            );
+            config = Some(cfg);
+            continue;
+        }
+        assert_eq!(
+            summary.plc_outages, 0,
+            "one slow answer is no outage: {summary}"
+        );
+        assert_eq!(summary.plc_delivered, 40, "{summary}");
+        // At the PLC: every pulse starts at or after trigger + 500 ms (never early), and lasts 30 ms give or
+        // take the two writes' random latencies (0-20 ms each).
+        let results = &report.results;
+        let (mut starts, mut widths) = (Vec::new(), Vec::new());
+        let mut pulses = report.pulses.iter();
+        for (trigger, shown) in report.triggers.iter().zip(results) {
+            if shown.code == 1 {
+                continue;
+            }
+            let (on, off) = pulses.next().expect("a pulse for each reject");
+            let start = on - (trigger.t.expect("trigger time") + 500.0);
+            assert!(
+                start >= -0.5,
+                "part {}: pulse {start:.1} ms early",
+                trigger.part_id
+            );
+            assert!(
+                start < 200.0,
+                "part {}: pulse {start:.1} ms late",
+                trigger.part_id
+            );
+            let width = off.expect("the coil went low") - on;
+            assert!(
+                (30.0 - 22.0..30.0 + 80.0).contains(&width),
+                "part {}: a pulse of {width:.1} ms at the PLC",
+                trigger.part_id
+            );
+            starts.push(start);
+            widths.push(width);
+        }
+        assert!(pulses.next().is_none(), "more pulses than rejects");
+        assert!(starts.len() >= 5, "the run needs rejects: {}", starts.len());
+        spread(
+            "PLC answering in 0-20 ms: pulse start after trigger + delay, at the PLC",
+            starts,
+        );
+        spread(
+            "PLC answering in 0-20 ms: pulse width at the PLC (30 ms)",
+            widths,
+        );
+        // At the station's side: the OFF write goes out 30 ms after the ON write (never sooner).
+        let rows: Vec<PulseRow> = pulse_rows(&cfg);
+        let (mut station_widths, mut bounds) = (Vec::new(), Vec::new());
+        for (_, seq, _, bound, on, off, pulse, code) in &rows {
+            bounds.push(bound.expect("trigger uncertainty recorded") as f64 / 1e3);
+            match (*code, pulse.as_deref()) {
+                (1, Some("not_needed")) => assert!(on.is_none()),
+                (1, other) => panic!("part {seq}: a pass with reject_pulse {other:?}"),
+                (_, Some("driven")) => {
+                    let width = (off.expect("reject off") - on.expect("reject on")) as f64 / 1e3;
+                    assert!(width >= 29.9, "part {seq}: {width:.2} ms at the station");
+                    station_widths.push(width);
+                }
+                (_, Some("extended")) => {}
+                (_, other) => panic!("part {seq}: a reject with reject_pulse {other:?}"),
+            }
+        }
+        station_widths.sort_by(f64::total_cmp);
+        let median = station_widths[station_widths.len() / 2];
+        assert!(
+            (median - 30.0).abs() <= 2.0,
+            "median pulse width {median:.2} ms at the station's side for 30 ms"
+        );
+        spread(
+            "PLC answering in 0-20 ms: pulse width at the station's side (30 ms)",
+            station_widths,
+        );
+        spread(
+            "PLC answering in 0-20 ms: trigger time's error bound (the read's round trip)",
+            bounds,
+        );
+    }
+    // Across the restart: every record carries the ID the PLC sent, in order; the sequence started again.
+    let rows = pulse_rows(&config.unwrap());
+    let recorded: Vec<u32> = rows.iter().map(|r| r.2.expect("PLC part ID")).collect();
+    assert_eq!(recorded, sent_ids, "part IDs on record across the restart");
+    let runs: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        rows.iter().filter(|r| r.1 == 1).count(),
+        2,
+        "each run starts at seq 1"
+    );
+}
+
+/// The handshake flat out in each role: a PLC that raises the next trigger as soon as TRIGGER_ACK fell and
+/// acknowledges every result at once (2 ms scan). Measures the trigger cycle (one part's trigger handshake),
+/// the interval between results taken, and parts per second (docs/PLC.md, "Timing and throughput"); asserts
+/// that every result was delivered once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_rate_in_each_role_is_measured_with_every_result_delivered() {
+    const PARTS: u64 = 120;
+    for role in ["client", "client, shared connection", "server", "rtu"] {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = |extra: serde_json::Value| {
+            let mut s = json!({"parts": PARTS, "period_ms": 0, "run_s": 40, "linger_s": 0.5});
+            s.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            s
+        };
+        let plc = |link: &str| {
+            format!(
+                "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\n{link}reject_pulse_ms = 5\ntimeout_ms = 500\n"
+            )
+        };
+        let (summary, report, config) = match role {
+            "server" => {
+                let config = station(
+                    dir.path(),
+                    &plc("kind = \"tcp\"\nrole = \"server\"\nlisten = \"127.0.0.1:0\"\n"),
+                );
+                let (line, ready) = start_line(&config, PARTS).await;
+                let addr = ready.plc.expect("the station's Modbus server");
+                let sim = Sim::start(scenario(
+                    json!({"role": "client", "connect": addr.to_string()}),
+                ));
+                let summary = finish(line).await;
+                (summary, report_of(sim), config)
+            }
+            _ => {
+                let extra = if role == "rtu" {
+                    json!({"role": "rtu", "baud": 115200, "wait_for_go": true})
+                } else {
+                    json!({"role": "server", "wait_for_go": true})
+                };
+                let mut sim = Sim::start(scenario(extra));
+                let link = if role == "rtu" {
+                    format!(
+                        "kind = \"rtu\"\ndevice = \"{}\"\nbaud_rate = 115200\nparity = \"none\"\n",
+                        sim.ready
+                    )
+                } else {
+                    let shared = if role == "client" { "own" } else { "shared" };
+                    format!(
+                        "kind = \"tcp\"\naddress = \"127.0.0.1:{}\"\noutput_connection = \"{shared}\"\n",
+                        sim.ready
+                    )
+                };
+                let config = station(dir.path(), &plc(&link));
+                let (line, _) = start_line(&config, PARTS).await;
+                sim.go();
+                let report = report_of(sim);
+                (finish(line).await, report, config)
+            }
+        };
+        assert_eq!(
+            (summary.parts, summary.plc_delivered),
+            (PARTS, PARTS),
+            "{role}: {summary}"
+        );
+        assert_results_match(&report, &rows(&config));
+        let times = |ts: Vec<f64>| ts.windows(2).map(|w| w[1] - w[0]).collect::<Vec<f64>>();
+        let raised: Vec<f64> = report
+            .triggers
+            .iter()
+            .map(|t| t.t.expect("trigger time"))
+            .collect();
+        let taken: Vec<f64> = report.results.iter().map(|r| r.t).collect();
+        let span_s = (taken[taken.len() - 1] - raised[0]) / 1e3;
+        println!(
+            "{role}: {PARTS} parts in {span_s:.2} s: {:.1} parts/s with acknowledge",
+            PARTS as f64 / span_s
+        );
+        spread(
+            &format!("{role}: trigger cycle (raise to next raise)"),
+            times(raised),
+        );
+        spread(
+            &format!("{role}: interval between results taken"),
+            times(taken),
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn station_as_server_is_polled_by_the_plc_and_rejects_at_the_encoder_distance() {
     let dir = tempfile::tempdir().unwrap();
@@ -526,6 +784,17 @@ async fn a_link_cut_mid_run_delays_results_but_loses_none() {
         report.seen
     );
     assert!(report.seen.faults.contains(&6), "{:?}", report.seen);
+    // The records say why no pulse: the link was down.
+    let fates = pulse_rows(&config);
+    let link_down = fates
+        .iter()
+        .filter(|r| r.6.as_deref() == Some("missed_link_down"))
+        .count();
+    assert!(
+        link_down >= 1 && link_down <= missed.len(),
+        "{link_down} of {} undelivered parts say missed_link_down",
+        missed.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -833,6 +1102,7 @@ fn plc_and_recipe_settings_are_checked_with_every_problem_reported() {
         command_register = 40
         result_buffer = 0
         parity = "even"
+        output_connection = "both"
         [[recipe]]
         number = 3
         [[recipe]]
@@ -849,6 +1119,7 @@ fn plc_and_recipe_settings_are_checked_with_every_problem_reported() {
         "plc.command_register: the command block (40..46) overlaps the result block (30..46)",
         "plc.result_buffer: expected at least 1 result, got 0",
         "plc.parity: not used with kind = \"tcp\", role = \"server\"",
+        "plc.output_connection: expected \"own\" or \"shared\", got \"both\"",
         "recipe[1].number: recipe 3 is defined twice",
         "recipe[1].roi: expected [x, y, width, height]",
         "recipe[2].number: required",

@@ -12,7 +12,10 @@ is held `hold_first_ms` for the first part; the next one rises only after TRIGGE
 saw: each result (once per RESULT_READY phase, or each new one without acknowledge), reject coil edges, and the
 status bits, depth and faults. Faults on demand: `cut_at_s`/`cut_for_s` drops the link (server: closes the
 server and its connections; client: disconnects), `heartbeat_stop_s` stops the heartbeat, `reset_at_s` pulses
-fault reset; `recipe_at` ([[ms, number], ...]) writes recipe numbers. It ends after `run_s`, or once every part's result came (plus `linger_s`), and prints one line:
+fault reset; `recipe_at` ([[ms, number], ...]) writes recipe numbers; `answer_delay_ms` ([lo, hi]) answers every
+station request after a random delay (roles server and rtu: a PLC that serves requests once per scan; the data is
+read and writes applied after the delay), and `stall_at_s`/`stall_ms` answers the first register read after that time
+`stall_ms` late. It ends after `run_s`, or once every part's result came (plus `linger_s`), and prints one line:
 `RESULT {json}` with times in ms since the simulator started (one clock for triggers, pulses and results).
 """
 
@@ -20,6 +23,7 @@ import asyncio
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -61,12 +65,22 @@ class Local:
         self.server = None
         self.port = None
         self.socat = None
+        self.random = random.Random(s.get("seed", 1))
+        self.stall_at = s.get("stall_at_s")
 
     async def on_request(self, fc, _start, address, count, _registers, values):
-        if self.back_at is not None and not self.internal:
+        if self.internal:
+            return None
+        if self.back_at is not None:
             self.reconnects.append(now_ms() - self.back_at)
             self.back_at = None
-        if values is None or self.internal:
+        if "answer_delay_ms" in self.s:
+            lo, hi = self.s["answer_delay_ms"]
+            await asyncio.sleep(self.random.uniform(lo, hi) / 1e3)
+        if self.stall_at is not None and fc == 3 and now_ms() >= self.stall_at * 1e3:
+            self.stall_at = None
+            await asyncio.sleep(self.s.get("stall_ms", 300) / 1e3)
+        if values is None:
             return None
         c = self.s["coil"]
         if fc in (5, 15) and address <= c < address + len(values):
