@@ -443,10 +443,10 @@ impl Handshake {
                 // With acknowledge the shown result waits for the PLC; without, for its hold time.
                 let full =
                     self.queue.len() + usize::from(self.shown.is_some()) >= self.cfg.result_buffer;
-                let why = if full {
+                let (why, station) = if full {
                     self.why_full(job.seq)
                 } else {
-                    String::new()
+                    (String::new(), false)
                 };
                 let part = self
                     .parts
@@ -480,7 +480,11 @@ impl Handshake {
                     self.view.faults.overruns += 1;
                     self.out.diag.overruns = self.out.diag.overruns.wrapping_add(1);
                     self.overrun = true;
-                    self.fault = Fault::ResultOverrun;
+                    self.fault = if station {
+                        Fault::StationHoldsResults
+                    } else {
+                        Fault::ResultOverrun
+                    };
                     tracing::warn!(
                         "PLC: result buffer overrun ({why}); part {} rejected fail-safe",
                         job.seq
@@ -617,10 +621,10 @@ impl Handshake {
     }
 
     /// Who holds the results when the buffer is full: the link, the PLC, or the station itself (a result waits
-    /// for an earlier part's verdict, since results go out in trigger order).
-    fn why_full(&self, arriving: Seq) -> String {
+    /// for an earlier part's verdict, since results go out in trigger order); true when it is the station.
+    fn why_full(&self, arriving: Seq) -> (String, bool) {
         if self.link_down() {
-            return "the PLC link is down".into();
+            return ("the PLC link is down".into(), false);
         }
         if let Some(front) = self.queue.front()
             && let Some((seq, _)) = self
@@ -628,11 +632,14 @@ impl Handshake {
                 .range(..front.seq)
                 .find(|(s, p)| !p.verdict && **s != arriving)
         {
-            return format!(
-                "the station holds them: part {seq} has no verdict yet and results go out in trigger order"
+            return (
+                format!(
+                    "the station holds them: part {seq} has no verdict yet and results go out in trigger order"
+                ),
+                true,
             );
         }
-        match (&self.shown, self.cfg.result_ack) {
+        let why = match (&self.shown, self.cfg.result_ack) {
             (Some(s), true) if s.written => format!(
                 "the PLC has not acknowledged the result of part {} (RESULT_ACK)",
                 s.seq
@@ -643,7 +650,8 @@ impl Handshake {
                 self.cfg.result_hold_ms
             ),
             (None, true) => "the PLC has not dropped RESULT_ACK after the last result".into(),
-        }
+        };
+        (why, false)
     }
 
     fn link_down(&self) -> bool {

@@ -50,6 +50,9 @@ pub enum Fault {
     RejectPulseMissed = 6,
     /// Neither the database nor the journal takes the station's records: the line must not run blind.
     RecordsAtRisk = 7,
+    /// The result buffer is full of results the station holds back itself (they wait, in trigger order, for an
+    /// earlier part's verdict): a stall of the station, not of the PLC.
+    StationHoldsResults = 8,
 }
 
 impl Fault {
@@ -63,6 +66,9 @@ impl Fault {
             5 => "verdict late at the gate",
             6 => "reject pulse missed (link down)",
             7 => "records cannot be written (database and journal)",
+            8 => {
+                "result buffer full of results the station holds (an earlier part's verdict is late)"
+            }
             _ => "unknown fault code",
         }
     }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use inspection_station::capture::synthetic::{SyntheticParams, generate};
 use inspection_station::config::Config;
 use inspection_station::metrics::RunSummary;
 use inspection_station::pipeline::{self, Ready, RunOptions};
@@ -866,6 +867,83 @@ async fn a_plc_heartbeat_that_stops_raises_the_alarm_until_reset() {
     assert_eq!(
         summary.parts, 20,
         "inspection goes on under the alarm: {summary}"
+    );
+}
+
+/// A station that holds the results itself: one part in inspection at a time (`max_parts_in_flight = 1`), a PLC
+/// that triggers flat out, a buffer of one. Refused triggers get their fail-safe result at once, but results go
+/// out in trigger order, so they wait behind the part still in inspection and fill the buffer: the records and
+/// the fault code (8, not 2) say it is the station that holds them, not the PLC (which acknowledges at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffer_full_of_results_the_station_holds_is_the_stations_fault_not_the_plcs() {
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 60, "period_ms": 0, "wait_for_go": true,
+        "run_s": 8, "linger_s": 0.5}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // One 3000x3000 frame, replayed for every part: its decode (tens of ms) keeps each part in inspection for
+    // several of the PLC's trigger cycles.
+    let params = SyntheticParams {
+        seed: 5,
+        defect_fraction: 0.0,
+    };
+    let part = generate(&params, 0).unwrap().image;
+    let mut big = opencv::core::Mat::default();
+    opencv::imgproc::resize(
+        &part,
+        &mut big,
+        opencv::core::Size::new(3000, 3000),
+        0.0,
+        0.0,
+        opencv::imgproc::INTER_LINEAR,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("frames")).unwrap();
+    let file = dir.path().join("frames/part.png");
+    let written =
+        opencv::imgcodecs::imwrite(file.to_str().unwrap(), &big, &opencv::core::Vector::new());
+    assert!(written.unwrap());
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n[source]\nkind = \"folder\"\npath = \"frames\"\nloop = true\n\
+             [plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nmax_parts_in_flight = 1\nresult_buffer = 1\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 60).await;
+    sim.go();
+    let report = report_of(sim);
+    let summary = finish(line).await;
+    assert_eq!(summary.parts, 60, "{summary}");
+    let rows = rows(&config);
+    let held: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.reasons.to_string().contains("the station holds them"))
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "no result found the buffer full of held results: {summary}"
+    );
+    for row in &held {
+        assert_eq!(row.verdict, "REJECT");
+        assert!(
+            row.reasons
+                .to_string()
+                .contains("has no verdict yet and results go out in trigger order"),
+            "{}",
+            row.reasons
+        );
+    }
+    assert!(
+        report.seen.faults.contains(&8),
+        "the PLC reads fault 8 (station holds results): {:?}",
+        report.seen
+    );
+    println!(
+        "{} of 60 parts found the buffer full of results the station held; faults seen {:?}",
+        held.len(),
+        report.seen.faults
     );
 }
 
