@@ -17,6 +17,8 @@ pub struct RawSource {
     #[serde(rename = "loop")]
     looping: Option<bool>,
     max_pixels: Option<u64>,
+    decode: Option<String>,
+    decode_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +29,9 @@ pub enum SourceConfig {
         path: PathBuf,
         looping: bool,
         max_pixels: u64,
+        /// Decode to gray (`Some(true)`), to colour (`Some(false)`), or as the model takes it (`None`, "auto").
+        gray: Option<bool>,
+        decode_threads: usize,
     },
     Video {
         path: PathBuf,
@@ -45,6 +50,8 @@ pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
                     ("path", raw.path.is_some()),
                     ("loop", raw.looping.is_some()),
                     ("max_pixels", raw.max_pixels.is_some()),
+                    ("decode", raw.decode.is_some()),
+                    ("decode_threads", raw.decode_threads.is_some()),
                 ],
             );
             let defect_fraction = raw.defect_fraction.unwrap_or(0.2);
@@ -76,13 +83,42 @@ pub fn validate(p: &mut Problems, raw: RawSource) -> SourceConfig {
             let looping = raw.looping.unwrap_or(false);
             if kind == "folder" {
                 let max_pixels = p.positive("source.max_pixels", raw.max_pixels, 50_000_000);
+                let gray = match raw.decode.as_deref() {
+                    None | Some("auto") => None,
+                    Some("gray") => Some(true),
+                    Some("color") => Some(false),
+                    Some(other) => {
+                        p.problem(
+                            "source.decode",
+                            format!("expected \"auto\", \"gray\" or \"color\", got \"{other}\""),
+                        );
+                        None
+                    }
+                };
+                let decode_threads = raw.decode_threads.unwrap_or(2);
+                if decode_threads == 0 || decode_threads > 16 {
+                    p.problem(
+                        "source.decode_threads",
+                        format!("expected 1 to 16 threads, got {decode_threads}"),
+                    );
+                }
                 SourceConfig::Folder {
                     path,
                     looping,
                     max_pixels,
+                    gray,
+                    decode_threads: decode_threads.clamp(1, 16),
                 }
             } else {
-                p.unused("source", kind, &[("max_pixels", raw.max_pixels.is_some())]);
+                p.unused(
+                    "source",
+                    kind,
+                    &[
+                        ("max_pixels", raw.max_pixels.is_some()),
+                        ("decode", raw.decode.is_some()),
+                        ("decode_threads", raw.decode_threads.is_some()),
+                    ],
+                );
                 SourceConfig::Video { path, looping }
             }
         }

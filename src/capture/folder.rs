@@ -4,8 +4,14 @@
 //! part order. A file's truth label is its parent folder's name when it lies in a sub-folder (`good`, `scratch`,
 //! ...: the layout anomalib and our trainer use), unknown for files at the top level. A file that cannot be
 //! decoded is a frame fault for its part; the replay goes on with the next file.
+//!
+//! Decoding is the costly part of a replay (a 1280x1024 PNG takes milliseconds), so it runs on `decode_threads`
+//! threads of its own, each decoding a few files ahead: file `k` goes to thread `k % n` and comes back from it, so
+//! the part order never changes. Frames are decoded straight to gray when the model takes gray (the codec then
+//! skips the colour expansion, and preprocessing has no conversion to do).
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use opencv::core::Mat;
 use opencv::imgcodecs;
@@ -16,16 +22,39 @@ use crate::part::Frame;
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "pgm", "ppm"];
 
+/// How files are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decode {
+    /// Straight to one channel (the model takes gray).
+    pub gray: bool,
+    /// Decoding threads (1: on the capture thread, no read-ahead).
+    pub threads: usize,
+    pub max_pixels: u64,
+}
+
+/// Files each decoding thread decodes ahead of the part that needs them.
+const AHEAD_PER_THREAD: usize = 2;
+
 pub struct FolderSource {
     root: PathBuf,
     files: Vec<PathBuf>,
     looping: bool,
+    /// The next part's position in the replay (file `next % files.len()`).
     next: usize,
-    max_pixels: u64,
+    decode: Decode,
+    /// Read-ahead: the decoding threads, and how many positions were handed out.
+    pool: Vec<Decoder>,
+    submitted: usize,
+}
+
+/// One decoding thread: files in, frames out, in the same order.
+struct Decoder {
+    files: SyncSender<PathBuf>,
+    frames: Receiver<Result<Frame, FrameError>>,
 }
 
 impl FolderSource {
-    pub fn open(root: &Path, looping: bool, max_pixels: u64) -> Result<Self, SourceError> {
+    pub fn open(root: &Path, looping: bool, decode: Decode) -> Result<Self, SourceError> {
         let mut files = Vec::new();
         collect_images(root, &mut files).map_err(|e| SourceError::Folder {
             path: root.display().to_string(),
@@ -38,22 +67,75 @@ impl FolderSource {
             });
         }
         files.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
+        let mut pool = Vec::new();
+        if decode.threads > 1 {
+            for i in 0..decode.threads {
+                let (job_tx, job_rx) = sync_channel::<PathBuf>(AHEAD_PER_THREAD + 1);
+                let (frame_tx, frame_rx) = sync_channel(AHEAD_PER_THREAD + 1);
+                let thread_root = root.to_path_buf();
+                std::thread::Builder::new()
+                    .name(format!("decode-{i}"))
+                    .spawn(move || {
+                        while let Ok(path) = job_rx.recv() {
+                            if frame_tx
+                                .send(read_frame(&thread_root, &path, decode))
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                    })
+                    .map_err(|e| SourceError::Folder {
+                        path: root.display().to_string(),
+                        detail: format!("cannot start a decoding thread: {e}"),
+                    })?;
+                pool.push(Decoder {
+                    files: job_tx,
+                    frames: frame_rx,
+                });
+            }
+        }
         Ok(Self {
             root: root.to_path_buf(),
             files,
             looping,
             next: 0,
-            max_pixels,
+            decode,
+            pool,
+            submitted: 0,
         })
     }
 
-    fn truth_of(&self, path: &Path) -> Option<String> {
-        let parent = path.parent()?;
-        if parent == self.root {
+    /// The file at replay position `k`, or None past the end of a replay that does not loop.
+    fn file_at(&self, k: usize) -> Option<&PathBuf> {
+        if !self.looping && k >= self.files.len() {
             return None;
         }
-        parent.file_name().map(|n| n.to_string_lossy().into_owned())
+        self.files.get(k % self.files.len())
     }
+
+    /// Hands the decoding threads the files up to a few parts ahead of `next`.
+    fn read_ahead(&mut self) {
+        let until = self.next + self.pool.len() * AHEAD_PER_THREAD;
+        while self.submitted < until {
+            let Some(path) = self.file_at(self.submitted).cloned() else {
+                break;
+            };
+            let worker = self.submitted % self.pool.len();
+            if self.pool[worker].files.send(path).is_err() {
+                break;
+            }
+            self.submitted += 1;
+        }
+    }
+}
+
+fn truth_of(root: &Path, path: &Path) -> Option<String> {
+    let parent = path.parent()?;
+    if parent == root {
+        return None;
+    }
+    parent.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -118,58 +200,76 @@ pub fn header_size(bytes: &[u8]) -> Option<(u64, u64)> {
     None
 }
 
+/// Reads and decodes one file into a frame (on the capture thread or a decoding thread).
+fn read_frame(root: &Path, path: &Path, decode: Decode) -> Result<Frame, FrameError> {
+    let shown = path.display().to_string();
+    // Read the bytes ourselves so an I/O error and a decode error are told apart.
+    let bytes = std::fs::read(path).map_err(|source| FrameError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    if bytes.is_empty() {
+        return Err(FrameError::Decode {
+            path: shown,
+            detail: "the file is empty (0 bytes)".into(),
+        });
+    }
+    if let Some((width, height)) = header_size(&bytes)
+        && width * height > decode.max_pixels
+    {
+        return Err(FrameError::TooLarge {
+            path: shown,
+            width,
+            height,
+            pixels: width * height,
+            max_pixels: decode.max_pixels,
+        });
+    }
+    let decode_err = |e: opencv::Error| FrameError::Decode {
+        path: shown.clone(),
+        detail: e.message,
+    };
+    let buf = Mat::from_slice(&bytes).map_err(decode_err)?;
+    let mode = if decode.gray {
+        imgcodecs::IMREAD_GRAYSCALE
+    } else {
+        imgcodecs::IMREAD_COLOR
+    };
+    let image = imgcodecs::imdecode(&buf, mode).map_err(decode_err)?;
+    if image.empty() {
+        return Err(FrameError::Corrupt { path: shown });
+    }
+    Ok(Frame {
+        image,
+        truth: truth_of(root, path),
+        origin: shown,
+        roi: None,
+        anomaly_map: None,
+    })
+}
+
 impl FrameSource for FolderSource {
     fn grab(&mut self) -> Result<Frame, FrameError> {
-        if self.next >= self.files.len() {
-            if !self.looping {
-                return Err(FrameError::Exhausted(format!(
-                    "all {} files replayed",
-                    self.files.len()
-                )));
-            }
-            self.next = 0;
+        if self.file_at(self.next).is_none() {
+            return Err(FrameError::Exhausted(format!(
+                "all {} files replayed",
+                self.files.len()
+            )));
         }
-        let path = self.files[self.next].clone();
+        if self.pool.is_empty() {
+            let path = self.files[self.next % self.files.len()].clone();
+            self.next += 1;
+            return read_frame(&self.root, &path, self.decode);
+        }
+        self.read_ahead();
+        let worker = self.next % self.pool.len();
         self.next += 1;
-        let shown = path.display().to_string();
-        // Read the bytes ourselves so an I/O error and a decode error are told apart.
-        let bytes = std::fs::read(&path).map_err(|source| FrameError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        if bytes.is_empty() {
-            return Err(FrameError::Decode {
-                path: shown,
-                detail: "the file is empty (0 bytes)".into(),
-            });
-        }
-        if let Some((width, height)) = header_size(&bytes)
-            && width * height > self.max_pixels
-        {
-            return Err(FrameError::TooLarge {
-                path: shown,
-                width,
-                height,
-                pixels: width * height,
-                max_pixels: self.max_pixels,
-            });
-        }
-        let decode_err = |e: opencv::Error| FrameError::Decode {
-            path: shown.clone(),
-            detail: e.message,
-        };
-        let buf = Mat::from_slice(&bytes).map_err(decode_err)?;
-        let image = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(decode_err)?;
-        if image.empty() {
-            return Err(FrameError::Corrupt { path: shown });
-        }
-        Ok(Frame {
-            image,
-            truth: self.truth_of(&path),
-            origin: shown,
-            roi: None,
-            anomaly_map: None,
-        })
+        let frame = self.pool[worker]
+            .frames
+            .recv()
+            .unwrap_or_else(|_| Err(FrameError::Exhausted("a decoding thread stopped".into())));
+        self.read_ahead();
+        frame
     }
 
     fn part_count(&self) -> Option<u64> {
@@ -178,10 +278,17 @@ impl FrameSource for FolderSource {
 
     fn describe(&self) -> String {
         format!(
-            "image folder {} ({} files{})",
+            "image folder {} ({} files{}; decoded {} on {} thread{})",
             self.root.display(),
             self.files.len(),
-            if self.looping { ", looping" } else { "" }
+            if self.looping { ", looping" } else { "" },
+            if self.decode.gray {
+                "to gray"
+            } else {
+                "in colour"
+            },
+            self.decode.threads,
+            if self.decode.threads == 1 { "" } else { "s" }
         )
     }
 }
@@ -207,5 +314,74 @@ mod tests {
             header_size(b"\x89PNG\r\n\x1a\n this is not a picture"),
             None
         );
+    }
+
+    /// What a replay delivers: (file name, first pixel, channels) or the error, for `parts` grabs.
+    fn replay(dir: &Path, decode: Decode, parts: usize) -> Vec<Result<(String, u8, i32), String>> {
+        let mut source = FolderSource::open(dir, true, decode).unwrap();
+        (0..parts)
+            .map(|_| {
+                source
+                    .grab()
+                    .map(|f| {
+                        let name = Path::new(&f.origin).file_name().unwrap();
+                        let first = f.image.data_bytes().unwrap()[0];
+                        (
+                            name.to_string_lossy().into_owned(),
+                            first,
+                            f.image.channels(),
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decoding_threads_keep_the_part_order_and_gray_models_get_one_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..7u8 {
+            let path = dir.path().join(format!("f{i}.png"));
+            if i == 3 {
+                std::fs::write(&path, b"\x89PNG\r\n\x1a\n not a picture").unwrap();
+                continue;
+            }
+            let value = Scalar::new(f64::from(i) * 10.0, 0.0, 0.0, 0.0);
+            let image =
+                Mat::new_rows_cols_with_default(40, 60, opencv::core::CV_8UC3, value).unwrap();
+            assert!(imgcodecs::imwrite(path.to_str().unwrap(), &image, &Vector::new()).unwrap());
+        }
+        let decode = |gray, threads| Decode {
+            gray,
+            threads,
+            max_pixels: 1_000_000,
+        };
+        let inline = replay(dir.path(), decode(true, 1), 15);
+        let pooled = replay(dir.path(), decode(true, 3), 15);
+        assert_eq!(
+            pooled, inline,
+            "three decoding threads deliver what one does, in order"
+        );
+        for (k, frame) in pooled.iter().enumerate() {
+            let i = k % 7;
+            match frame {
+                Ok((name, first, channels)) => {
+                    assert_eq!(name, &format!("f{i}.png"));
+                    // Blue 10*i in BGR is gray 0.114 * 10 * i (the codec's fixed-point weights: +-1).
+                    let expected = 0.114 * 10.0 * i as f64;
+                    assert!(
+                        (f64::from(*first) - expected).abs() <= 1.0,
+                        "{name}: {first}"
+                    );
+                    assert_eq!(*channels, 1);
+                }
+                Err(e) => {
+                    assert_eq!(i, 3, "only the corrupt file fails: {e}");
+                    assert!(e.contains("f3.png"), "{e}");
+                }
+            }
+        }
+        let colour = replay(dir.path(), decode(false, 2), 2);
+        assert_eq!(colour[1], Ok(("f1.png".to_string(), 10, 3)));
     }
 }

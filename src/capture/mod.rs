@@ -73,8 +73,16 @@ pub trait FrameSource: Send {
     fn describe(&self) -> String;
 }
 
-/// Opens the source the config names.
-pub fn open(config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> {
+/// Whether frames may be decoded straight to gray for this config: its model takes gray, and no `[[recipe]]`
+/// can switch to a model that takes colour (a hot-swapped colour version then still gets the gray frames,
+/// replicated: set `source.decode = "color"` before promoting one).
+pub fn decode_gray(model: &crate::model::manifest::InputSpec, recipes: usize) -> bool {
+    model.color == crate::model::manifest::ColorOrder::Gray && recipes == 0
+}
+
+/// Opens the source the config names; `model_gray`: the model takes one channel (an image folder then decodes
+/// straight to gray unless `source.decode` says otherwise).
+pub fn open(config: &SourceConfig, model_gray: bool) -> Result<Box<dyn FrameSource>, SourceError> {
     Ok(match config {
         SourceConfig::Synthetic(params) => {
             Box::new(synthetic::SyntheticConveyor::new(params.clone()))
@@ -83,7 +91,16 @@ pub fn open(config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> 
             path,
             looping,
             max_pixels,
-        } => Box::new(folder::FolderSource::open(path, *looping, *max_pixels)?),
+            gray,
+            decode_threads,
+        } => {
+            let decode = folder::Decode {
+                gray: gray.unwrap_or(model_gray),
+                threads: *decode_threads,
+                max_pixels: *max_pixels,
+            };
+            Box::new(folder::FolderSource::open(path, *looping, decode)?)
+        }
         SourceConfig::Video { path, looping } => {
             Box::new(video::VideoSource::open(path, *looping)?)
         }

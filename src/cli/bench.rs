@@ -44,7 +44,8 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
     // The bare model on the same frames (same source config, same preprocessing).
     let mut model = Model::load(&config.model, config.station.onnxruntime_path.as_deref())?;
     let pre = Preprocessor::new(&config.preprocess, &model.manifest.input);
-    let mut source = capture::open(&config.source)?;
+    let gray = capture::decode_gray(&model.manifest.input, config.recipes.len());
+    let mut source = capture::open(&config.source, gray)?;
     let mut bare = Latencies::default();
     let mut tensor = Vec::new();
     for _ in 0..summary.parts {

@@ -111,7 +111,8 @@ pub fn validate(arg: &ConfigArg) -> anyhow::Result<()> {
             shadow.info.threshold
         );
     }
-    let source = capture::open(&config.source).context("frame source")?;
+    let gray = capture::decode_gray(&model.manifest.input, config.recipes.len());
+    let source = capture::open(&config.source, gray).context("frame source")?;
     println!("ok  source {}", source.describe());
     if let Some(audio) = &config.audio {
         match crate::pipeline::open_acoustic(audio)? {

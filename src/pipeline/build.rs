@@ -77,7 +77,8 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
         .map_or_else(Arc::default, |t| t.counters.clone());
     let models = load_models(config)?;
     let info = models.model.info.clone();
-    let (source, listening) = open_sources(config, &info)?;
+    let gray = capture::decode_gray(&models.model.manifest.input, config.recipes.len());
+    let (source, listening) = open_sources(config, &info, gray)?;
     let limit = match (opts.max_parts, source.part_count()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -173,8 +174,9 @@ fn load_models(config: &Config) -> Result<Models, PipelineError> {
 fn open_sources(
     config: &Config,
     info: &ModelInfo,
+    gray: bool,
 ) -> Result<(Box<dyn FrameSource>, Option<(AudioInput, AcousticModel)>), PipelineError> {
-    let source = capture::open(&config.source)?;
+    let source = capture::open(&config.source, gray)?;
     let listening = match &config.audio {
         Some(audio) => open_acoustic(audio)?,
         None => None,

@@ -358,7 +358,15 @@ struct Handshake {
 
 impl Handshake {
     async fn run(mut self, mut rx: Receiver<PlcMsg>) {
-        let poll = Duration::from_millis(self.cfg.poll_ms);
+        // The command block is read every `poll_ms` only when something in it needs that pace (a PLC trigger,
+        // the result acknowledge); otherwise only the heartbeat, fault reset and recipe are read from it, at the
+        // heartbeat's pace, and results are written when they come (the wake-ups above).
+        let fast = self.input.is_some() || self.cfg.result_ack;
+        let poll = if fast {
+            Duration::from_millis(self.cfg.poll_ms)
+        } else {
+            Duration::from_millis(self.cfg.heartbeat_ms.max(self.cfg.poll_ms))
+        };
         let mut scan = tokio::time::interval(poll);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut open = true;

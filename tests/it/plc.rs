@@ -63,6 +63,9 @@ pub struct Report {
     /// After each cut: ms from the PLC listening again to the station's first request.
     #[serde(default)]
     pub reconnect_ms: Vec<f64>,
+    /// Register reads the station made (roles server and rtu).
+    #[serde(default)]
+    pub station_reads: Option<u64>,
 }
 
 const READY: u16 = 1;
@@ -945,6 +948,45 @@ async fn a_buffer_full_of_results_the_station_holds_is_the_stations_fault_not_th
         held.len(),
         report.seen.faults
     );
+}
+
+/// With nothing in the command block that needs the scan's pace (station-timed triggers, no acknowledge), the
+/// station reads it at the heartbeat's pace (heartbeat, fault reset, recipe) instead of every `poll_ms`, and still
+/// writes every result as it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_handshake_reads_the_plc_at_the_heartbeats_pace_and_loses_no_result() {
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 0, "ack": false, "wait_for_go": true,
+        "expect_results": 50, "run_s": 20, "linger_s": 0.3}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\ninterval_ms = 25\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             result_ack = false\n",
+            sim.ready
+        ),
+    );
+    sim.go();
+    let started = std::time::Instant::now();
+    let (line, _) = start_line(&config, 50).await;
+    let summary = finish(line).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = report_of(sim);
+    assert_eq!(
+        (summary.parts, summary.plc_delivered),
+        (50, 50),
+        "{summary}"
+    );
+    assert_results_match(&report, &rows(&config));
+    let reads = report.station_reads.expect("the simulator counts reads");
+    // Every 100 ms (heartbeat_ms) for the run and the 2 s drain; every 5 ms it would be 20 times as many.
+    let bound = (elapsed / 0.1).ceil() as u64 + 5;
+    println!(
+        "idle handshake: {reads} command reads in {elapsed:.1} s for 50 parts (bound {bound})"
+    );
+    assert!(reads <= bound, "{reads} reads in {elapsed:.1} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,11 +66,15 @@ class Local:
         self.port = None
         self.socat = None
         self.random = random.Random(s.get("seed", 1))
+        # Register reads the station made (function code 3), as a PLC's diagnostics would count them.
+        self.reads = 0
         self.stall_at = s.get("stall_at_s")
 
     async def on_request(self, fc, _start, address, count, _registers, values):
         if self.internal:
             return None
+        if fc == 3:
+            self.reads += 1
         if self.back_at is not None:
             self.reconnects.append(now_ms() - self.back_at)
             self.back_at = None
@@ -293,6 +297,7 @@ async def program(io, s):
         "recipes": recipes,
         "final_status": status,
         "reconnect_ms": getattr(io, "reconnects", []),
+        "station_reads": getattr(io, "reads", None),
     }
 
 
