@@ -97,7 +97,7 @@ pub fn bench(arg: &ConfigArg, parts: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempdir_in_data(data_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+pub(super) fn tempdir_in_data(data_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let dir = data_dir.join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)

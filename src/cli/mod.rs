@@ -12,6 +12,7 @@ mod generate;
 mod generate_sounds;
 mod generate_textures;
 mod model;
+mod peer;
 mod plc;
 mod review;
 mod run;
@@ -76,6 +77,10 @@ enum Command {
         /// Parts to run through the pipeline (and frames to time the bare model on)
         #[arg(long, default_value_t = 300)]
         parts: u64,
+        /// Compare with the plain Python pipeline of the same job (benches/peers/python_pipeline.py) on generated
+        /// 320x320 colour and 1280x1024 mono frames
+        #[arg(long)]
+        peer: bool,
     },
     /// The PLC link: `station plc status`
     Plc {
@@ -319,7 +324,12 @@ pub fn main() -> i32 {
         } => run::run(&config, max_parts, quiet),
         Command::Validate { config } => validate::validate(&config),
         Command::Status { config } => status::status(&config),
-        Command::Bench { config, parts } => bench::bench(&config, parts),
+        Command::Bench {
+            config,
+            parts,
+            peer: false,
+        } => bench::bench(&config, parts),
+        Command::Bench { config, parts, .. } => peer::peer(&config, parts),
         Command::Plc {
             command: PlcCommand::Status { config, seconds },
         } => plc::status(&config, seconds),
