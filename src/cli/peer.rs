@@ -270,6 +270,7 @@ fn cpu_time() -> Duration {
 }
 
 /// The station paced at `rate` parts/s on the frames; the summary, wall time and CPU time.
+#[allow(clippy::too_many_arguments)]
 fn station_at(
     config: &Config,
     frames: &Path,
