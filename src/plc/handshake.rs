@@ -1,6 +1,7 @@
 //! The handshake task: one tokio task that plays the station's side of the register map ([`super::map`]) in every
-//! role. Each scan (`poll_ms`) it reads the PLC's command block (client: one Modbus read; server: the served
-//! image), reacts to it, moves parts through the reject gate, and writes the result block and the reject coil.
+//! role. Each scan it reads the PLC's command block (client: one Modbus read; server: the served image) every
+//! `poll_ms` (at the heartbeat's pace when neither a PLC trigger nor the acknowledge needs more), reacts to it,
+//! enters parts and verdicts into the reject gate (driven by [`super::output`]), and writes the result block.
 //!
 //! - **Triggers** (`trigger.kind = "plc"`): a rising edge of the trigger bit is one part, tagged with the part ID
 //!   and encoder count read in the same request. TRIGGER_ACK follows until the PLC drops the bit; a bit held high

@@ -5,11 +5,12 @@
 //! - `kind = "rtu"`: the station is the Modbus RTU master of a PLC on a serial line;
 //! - `kind = "simulated"`: the demo's in-process PLC ([`sim`]), reached as a TCP client.
 //!
-//! [`handshake`] runs it all in one tokio task: triggers with part IDs, result buffer and acknowledge, reject gate
-//! timing ([`gate`]), heartbeats and watchdog, link loss. [`status`] is what it shows the operator.
-//! Every Modbus call runs under `timeout_ms` (tokio-modbus has no timeout of its own); a failed link is
-//! re-opened with exponential backoff (`reconnect_min_ms` .. `reconnect_max_ms`), the outage logged once and
-//! counted.
+//! [`handshake`] runs the handshake in one tokio task: triggers with part IDs, result buffer and acknowledge,
+//! heartbeats and watchdog, link loss; the reject output ([`output`]) drives the coil from the gate's timing
+//! ([`gate`]) on a thread and (TCP client) a connection of its own. [`status`] is what it shows the operator.
+//! Every Modbus call runs under `timeout_ms`, waited `slow_answer_retries` more times before it fails
+//! (tokio-modbus has no timeout of its own); a failed link is re-opened with backoff (`reconnect_min_ms` ..
+//! `reconnect_max_ms`, with jitter), the outage logged once and counted.
 
 pub mod config;
 pub mod gate;
