@@ -230,12 +230,11 @@ fn read_frame(root: &Path, path: &Path, decode: Decode) -> Result<Frame, FrameEr
         detail: e.message,
     };
     let buf = Mat::from_slice(&bytes).map_err(decode_err)?;
-    let mode = if decode.gray {
-        imgcodecs::IMREAD_GRAYSCALE
+    let image = if decode.gray {
+        gray(&buf).map_err(decode_err)?
     } else {
-        imgcodecs::IMREAD_COLOR
+        imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(decode_err)?
     };
-    let image = imgcodecs::imdecode(&buf, mode).map_err(decode_err)?;
     if image.empty() {
         return Err(FrameError::Corrupt { path: shown });
     }
@@ -291,6 +290,33 @@ impl FrameSource for FolderSource {
             if self.decode.threads == 1 { "" } else { "s" }
         )
     }
+}
+
+/// A gray frame equal to what the colour path gives after the preprocessor's `cvtColor(BGR2GRAY)`: a file that
+/// is gray already is taken as it is (the fast case: a mono camera's frames); a colour file is converted with the
+/// same `cvtColor` (libpng's and libjpeg's own gray conversions round differently and moved scores by up to 2.6%
+/// of the threshold); anything else (16-bit, palette) goes through the colour decode first.
+fn gray(buf: &impl opencv::core::ToInputArray) -> opencv::Result<Mat> {
+    use opencv::core::CV_8U;
+    let raw = imgcodecs::imdecode(buf, imgcodecs::IMREAD_UNCHANGED)?;
+    let code = match (raw.depth(), raw.channels()) {
+        (CV_8U, 1) => return Ok(raw),
+        (CV_8U, 3) => opencv::imgproc::COLOR_BGR2GRAY,
+        (CV_8U, 4) => opencv::imgproc::COLOR_BGRA2GRAY,
+        _ => {
+            let color = imgcodecs::imdecode(buf, imgcodecs::IMREAD_COLOR)?;
+            let mut out = Mat::default();
+            if !color.empty() {
+                opencv::imgproc::cvt_color(&color, &mut out, opencv::imgproc::COLOR_BGR2GRAY, 0)?;
+            }
+            return Ok(out);
+        }
+    };
+    let mut out = Mat::default();
+    if !raw.empty() {
+        opencv::imgproc::cvt_color(&raw, &mut out, code, 0)?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -383,5 +409,48 @@ mod tests {
         }
         let colour = replay(dir.path(), decode(false, 2), 2);
         assert_eq!(colour[1], Ok(("f1.png".to_string(), 10, 3)));
+    }
+
+    #[test]
+    fn a_colour_file_decoded_to_gray_equals_the_colour_path_converted_and_a_gray_file_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut colour =
+            Mat::new_rows_cols_with_default(32, 48, opencv::core::CV_8UC3, Scalar::all(0.0))
+                .unwrap();
+        let mut rng = crate::rng::Rng::new(7);
+        for b in colour.data_bytes_mut().unwrap() {
+            *b = (rng.next_u64() % 256) as u8;
+        }
+        for ext in ["png", "jpg"] {
+            let path = dir.path().join(format!("c.{ext}"));
+            assert!(imgcodecs::imwrite(path.to_str().unwrap(), &colour, &Vector::new()).unwrap());
+            let bytes = Mat::from_slice(&std::fs::read(&path).unwrap())
+                .unwrap()
+                .try_clone()
+                .unwrap();
+            let got = gray(&bytes).unwrap();
+            let decoded = imgcodecs::imdecode(&bytes, imgcodecs::IMREAD_COLOR).unwrap();
+            let mut want = Mat::default();
+            opencv::imgproc::cvt_color(&decoded, &mut want, opencv::imgproc::COLOR_BGR2GRAY, 0)
+                .unwrap();
+            assert_eq!(got.channels(), 1, "{ext}");
+            assert_eq!(
+                got.data_bytes().unwrap(),
+                want.data_bytes().unwrap(),
+                "{ext}"
+            );
+        }
+        let mut mono = Mat::default();
+        opencv::imgproc::cvt_color(&colour, &mut mono, opencv::imgproc::COLOR_BGR2GRAY, 0).unwrap();
+        let path = dir.path().join("m.png");
+        assert!(imgcodecs::imwrite(path.to_str().unwrap(), &mono, &Vector::new()).unwrap());
+        let bytes = Mat::from_slice(&std::fs::read(&path).unwrap())
+            .unwrap()
+            .try_clone()
+            .unwrap();
+        assert_eq!(
+            gray(&bytes).unwrap().data_bytes().unwrap(),
+            mono.data_bytes().unwrap()
+        );
     }
 }
