@@ -582,7 +582,9 @@ async fn the_handshake_rate_in_each_role_is_measured_with_every_result_delivered
         };
         let plc = |link: &str| {
             format!(
-                "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\n{link}reject_pulse_ms = 5\ntimeout_ms = 500\n"
+                // A result buffer of 32 absorbs the Python PLC's own stalls on a loaded 2-core machine (with the
+                // default 8, a CI run saw two results overrun while the simulator was late to acknowledge).
+                "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\n{link}reject_pulse_ms = 5\ntimeout_ms = 500\nresult_buffer = 32\n"
             )
         };
         let (summary, report, config) = match role {
