@@ -37,6 +37,9 @@ pub struct Counters {
     pub records_lost: AtomicU64,
     /// Image files (frames, heat maps, spectrograms) that could not be written; their rows were.
     pub images_failed: AtomicU64,
+    /// Images not written because the image writer was `record.image_queue_mb` behind (their parts were
+    /// judged, sent to the PLC and recorded as usual; each row says how many of its images it skipped).
+    pub images_skipped: AtomicU64,
     /// Parts whose images retention removed to keep the disk quota, and of those, unreviewed rejects removed
     /// because the emergency floor was reached.
     pub images_pruned: AtomicU64,
@@ -240,6 +243,7 @@ pub struct RunSummary {
     pub records_waiting: u64,
     pub records_lost: u64,
     pub images_failed: u64,
+    pub images_skipped: u64,
     /// Parts whose images retention removed (of those, unreviewed rejects in an emergency), and the images
     /// folder's size at the end.
     pub images_pruned: u64,
@@ -277,6 +281,9 @@ impl RunSummary {
             "\n               images {:.1} MB  removed by retention {} (unreviewed rejects, emergency: {})",
             self.images_mb, self.images_pruned, self.images_pruned_emergency
         )?;
+        if self.images_skipped > 0 {
+            write!(f, "  skipped (queue full) {}", self.images_skipped)?;
+        }
         if self.record_write_failures
             + self.records_waiting
             + self.records_lost

@@ -18,15 +18,28 @@ pub struct Spectrogram {
 }
 
 impl Drawing for Spectrogram {
-    fn draw(&self, _frame: Option<&Mat>) -> Result<Mat, String> {
+    fn draw(&self) -> Result<Mat, String> {
         image(&self.samples, self.sample_rate_hz).map_err(|e| e.to_string())
     }
+
+    fn bytes(&self) -> u64 {
+        let stft = transform(self.sample_rate_hz);
+        let (frames, bins) = (stft.frames(self.samples.len()), stft.bins());
+        let scale = (256.0 / bins as f64).max(1.0);
+        let (width, height) = ((frames as f64 * scale).max(256.0), bins as f64 * scale);
+        (self.samples.len() * 4) as u64 + (width * height * 3.0) as u64
+    }
+}
+
+/// The transform of the drawing: about 5 ms segments, 75% overlap.
+fn transform(sample_rate_hz: u32) -> Stft {
+    let n = (sample_rate_hz as usize / 200).next_power_of_two().max(32);
+    Stft::new(n, n / 4)
 }
 
 /// Draws the spectrogram of `samples` (about 5 ms segments, 75% overlap) as a BGR image at least 256 px tall.
 pub fn image(samples: &[f32], sample_rate_hz: u32) -> opencv::Result<Mat> {
-    let n = (sample_rate_hz as usize / 200).next_power_of_two().max(32);
-    let mut stft = Stft::new(n, n / 4);
+    let mut stft = transform(sample_rate_hz);
     let (frames, bins) = (stft.frames(samples.len()), stft.bins());
     let mut values = vec![0f32; frames * bins];
     stft.for_each_power(samples, false, |f, p| {

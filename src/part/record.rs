@@ -4,8 +4,16 @@
 //!
 //! Images beside the frame (a heat map, a spectrogram) travel as a [`Drawing`]: the stage that made the data
 //! knows how to draw it; the writer only calls it, off the line, and saves what it returns.
+//!
+//! Images never hold up a verdict: before a part's images go to the writer they reserve their bytes in the
+//! [`ImageBudget`] (`record.image_queue_mb`); when the writer is that far behind, the part's images are skipped,
+//! counted (`row.images_skipped`, the run's `images_skipped`), and its row goes on without them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use opencv::core::Mat;
+use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::inference::ModelInfo;
@@ -29,8 +37,64 @@ impl Verdict {
 
 /// An image drawn from a part's data, saved beside its frame.
 pub trait Drawing: Send {
-    /// Draws the image; `frame` is the part's kept frame, when there is one.
-    fn draw(&self, frame: Option<&Mat>) -> Result<Mat, String>;
+    /// Draws the image.
+    fn draw(&self) -> Result<Mat, String>;
+    /// About how many bytes the drawn image takes in memory (what it reserves in the [`ImageBudget`]).
+    fn bytes(&self) -> u64;
+}
+
+/// The bytes of images on their way to the disk, bounded: a part's images either reserve their room here at the
+/// verdict or are skipped. Shared by the orchestrator (reserves) and the record writer (releases, by dropping the
+/// [`Reserved`] once the images are written).
+#[derive(Debug, Clone)]
+pub struct ImageBudget {
+    in_flight: Arc<AtomicU64>,
+    max_bytes: u64,
+}
+
+impl ImageBudget {
+    pub fn new(max_bytes: u64) -> ImageBudget {
+        ImageBudget {
+            in_flight: Arc::new(AtomicU64::new(0)),
+            max_bytes,
+        }
+    }
+
+    /// Reserves `bytes`, or `None` when they do not fit under the bound now.
+    pub fn reserve(&self, bytes: u64) -> Option<Reserved> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now + bytes <= self.max_bytes).then_some(now + bytes)
+            })
+            .ok()?;
+        Some(Reserved {
+            in_flight: self.in_flight.clone(),
+            bytes,
+        })
+    }
+
+    /// Bytes reserved now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Room reserved in the [`ImageBudget`]; released when dropped.
+#[derive(Debug)]
+pub struct Reserved {
+    in_flight: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// The bytes of a frame in memory.
+pub fn mat_bytes(image: &Mat) -> u64 {
+    (image.total() * image.elem_size().unwrap_or(1)) as u64
 }
 
 /// Everything recorded about one part at its verdict: its row (plain data, written to the database or the
@@ -39,10 +103,40 @@ pub struct PartRecord {
     pub row: PartRow,
     /// The frame to keep, for rejected and sampled passed parts (`<part>.png`, `row.image_path`).
     pub image: Option<Mat>,
-    /// A rejected part's heat map, drawn over the kept frame (`<part>.heat.png`, `row.heatmap_path`).
+    /// A rejected part's heat map at the model's resolution (`<part>.heat.png`, `row.heatmap_path`; the page
+    /// lays it over `row.heatmap_roi` of the frame).
     pub heatmap: Option<Box<dyn Drawing>>,
     /// A rejected part's sound as a spectrogram (`<part>.spectrogram.png`, `row.acoustic.spectrogram_path`).
     pub spectrogram: Option<Box<dyn Drawing>>,
+    /// The room the images hold in the [`ImageBudget`] until they are written.
+    pub reserved: Option<Reserved>,
+}
+
+impl PartRecord {
+    /// Reserves room for the record's images, or drops them and counts them in `row.images_skipped`.
+    /// Returns how many were skipped.
+    pub fn reserve_images(&mut self, budget: &ImageBudget) -> u32 {
+        let bytes = self.image.as_ref().map_or(0, mat_bytes)
+            + self.heatmap.as_ref().map_or(0, |d| d.bytes())
+            + self.spectrogram.as_ref().map_or(0, |d| d.bytes());
+        let count = u32::from(self.image.is_some())
+            + u32::from(self.heatmap.is_some())
+            + u32::from(self.spectrogram.is_some());
+        if count == 0 {
+            return 0;
+        }
+        match budget.reserve(bytes) {
+            Some(reserved) => {
+                self.reserved = Some(reserved);
+                0
+            }
+            None => {
+                (self.image, self.heatmap, self.spectrogram) = (None, None, None);
+                self.row.images_skipped = count;
+                count
+            }
+        }
+    }
 }
 
 /// The `parts` row of one part (image paths filled in by the record writer).
@@ -69,6 +163,12 @@ pub struct PartRow {
     pub model_sha256: String,
     pub image_path: Option<String>,
     pub heatmap_path: Option<String>,
+    /// The region of the frame the heat map covers, `x,y,w,h` in frame pixels.
+    #[serde(default)]
+    pub heatmap_roi: Option<String>,
+    /// Images of the part not written because the image writer was `record.image_queue_mb` behind.
+    #[serde(default)]
+    pub images_skipped: u32,
     pub acoustic: Option<AcousticRow>,
     /// The PLC's part ID and encoder count at the trigger.
     #[serde(default)]

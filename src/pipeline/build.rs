@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{AcousticSummary, Counters};
 use crate::model::{self, Model, ModelInfo};
-use crate::part::record::RecordMsg;
+use crate::part::record::{ImageBudget, RecordMsg};
 use crate::part::switch::Pending;
 use crate::part::{Job, Seq, StageReport, TriggerEvent};
 use crate::plc::{self, PlcInfo, PlcMsg};
@@ -109,6 +109,7 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
         run_id: records.run_id,
         switches: workers.switches,
         save_passed_every: config.record.save_passed_every,
+        images: ImageBudget::new(config.record.images.queue_bytes),
         counters,
         progress: workers.progress,
         capture_tx: Some(workers.capture_tx),

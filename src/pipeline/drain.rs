@@ -131,6 +131,7 @@ fn summary(
         records_waiting: read(&c.records_waiting),
         records_lost: read(&c.records_lost),
         images_failed: read(&c.images_failed),
+        images_skipped: read(&c.images_skipped),
         images_pruned: read(&c.images_pruned),
         images_pruned_emergency: read(&c.images_pruned_emergency),
         images_mb: read(&c.images_bytes) as f64 / (1024.0 * 1024.0),

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::decision::{Reason, ResultCode, Verdict};
 use crate::metrics::{Counters, Detection, Latencies, bump, read};
 use crate::model::heatmap::HeatMap;
-use crate::part::record::{Drawing, PartRecord, PartRow, PlcOutcome, RecordMsg};
+use crate::part::record::{Drawing, ImageBudget, PartRecord, PartRow, PlcOutcome, RecordMsg};
 use crate::part::{Frame, Job, ModelInfo, Seq, StageReport, StageTimes, TriggerEvent, part_id};
 use crate::plc::{self, PlcJob, PlcMsg};
 use crate::recipe;
@@ -49,6 +49,8 @@ pub struct Orchestrator {
     pub run_id: i64,
     pub switches: recipe::Switches,
     pub save_passed_every: u64,
+    /// Bytes of images the record writer may have waiting; a part whose images do not fit skips them.
+    pub images: ImageBudget,
     pub counters: Arc<Counters>,
     /// Last sequence number each CPU stage finished: capture, preprocess, inference.
     pub progress: [Arc<AtomicU64>; 3],
@@ -71,6 +73,15 @@ pub struct Orchestrator {
     /// Every model put in force in this run, in order ("name vX").
     pub used_models: Vec<String>,
 }
+
+/// The frame's part of a record: origin, truth, the frame kept, its heat map, the heat map's region.
+type FrameRecord = (
+    String,
+    Option<String>,
+    Option<opencv::core::Mat>,
+    Option<Box<dyn Drawing>>,
+    Option<String>,
+);
 
 impl Orchestrator {
     /// Runs until the triggers have ended and every part in flight has its verdict.
@@ -301,7 +312,13 @@ impl Orchestrator {
         let rejected = f.decision.verdict == Verdict::Reject;
         let code = f.decision.result_code();
         self.tally(&f, decided, rejected);
-        let record = self.record(f, decided, rejected);
+        let mut record = self.record(f, decided, rejected);
+        let skipped = record.reserve_images(&self.images);
+        if skipped > 0 {
+            self.counters
+                .images_skipped
+                .fetch_add(u64::from(skipped), std::sync::atomic::Ordering::Relaxed);
+        }
         let (part_id, seq) = (record.row.part_id.clone(), record.row.seq);
         if self
             .records
@@ -359,9 +376,9 @@ impl Orchestrator {
             None => (None, None),
         };
         let sound_truth = acoustic.as_ref().and_then(|a| a.truth.as_deref());
-        let (origin, truth, image, heatmap) = match f.frame {
+        let (origin, truth, image, heatmap, heatmap_roi) = match f.frame {
             Some(frame) => self.keep_frame(frame, sound_truth, rejected, f.model.threshold),
-            None => ("(no frame)".to_string(), None, None, None),
+            None => ("(no frame)".to_string(), None, None, None, None),
         };
         let wall = |t: Option<Instant>| t.map(|t| self.clock.wall_us(t));
         let row = PartRow {
@@ -391,6 +408,8 @@ impl Orchestrator {
             model_sha256: f.model.sha256,
             image_path: None,
             heatmap_path: None,
+            heatmap_roi,
+            images_skipped: 0,
             acoustic,
             plc_part_id: f.tag.map(|t| t.part_id),
             encoder: f.tag.map(|t| t.encoder),
@@ -401,24 +420,20 @@ impl Orchestrator {
             image,
             heatmap,
             spectrogram,
+            reserved: None,
         }
     }
 
     /// The frame's part of the record: the detection tally against its truth (a part is good only if it looks
-    /// and sounds good), the image kept for rejected and every Nth passed part, a rejected part's heat map.
-    #[allow(clippy::type_complexity)]
+    /// and sounds good), the image kept for rejected and every Nth passed part, a rejected part's heat map and
+    /// the region of the frame it covers.
     fn keep_frame(
         &mut self,
         frame: Frame,
         sound_truth: Option<&str>,
         rejected: bool,
         threshold: f32,
-    ) -> (
-        String,
-        Option<String>,
-        Option<opencv::core::Mat>,
-        Option<Box<dyn Drawing>>,
-    ) {
+    ) -> FrameRecord {
         if let Some(truth) = &frame.truth {
             let truth = match sound_truth {
                 Some(sound) if truth == "good" && sound != "normal" => sound,
@@ -429,18 +444,18 @@ impl Orchestrator {
         let every = self.save_passed_every;
         let sample = every > 0 && read(&self.counters.passed) % every == 0;
         let keep = rejected || sample;
-        let heatmap = frame.anomaly_map.filter(|_| rejected).map(|map| {
-            Box::new(HeatMap {
-                map,
-                roi: frame.roi,
-                threshold,
-            }) as Box<dyn Drawing>
+        let heatmap = frame.anomaly_map.filter(|_| rejected).map(|map| HeatMap {
+            map,
+            roi: frame.roi,
+            threshold,
         });
+        let roi = heatmap.as_ref().and_then(HeatMap::roi_text);
         (
             frame.origin,
             frame.truth,
             keep.then_some(frame.image),
-            heatmap,
+            heatmap.map(|h| Box::new(h) as Box<dyn Drawing>),
+            roi,
         )
     }
 

@@ -20,6 +20,40 @@ pub struct RawRecord {
     max_disk_mb: Option<u64>,
     min_free_percent: Option<f64>,
     emergency_free_percent: Option<f64>,
+    image_format: Option<String>,
+    png_compression: Option<u8>,
+    jpeg_quality: Option<u8>,
+    image_queue_mb: Option<f64>,
+    image_threads: Option<u64>,
+}
+
+/// How the record writer encodes images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ImageFormat {
+    /// Lossless; `compression` 0 (fastest, biggest) to 9.
+    Png { compression: u8 },
+    /// Lossy, several times cheaper to encode at full resolution; `quality` 1 to 100.
+    Jpeg { quality: u8 },
+}
+
+impl ImageFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Png { .. } => "png",
+            ImageFormat::Jpeg { .. } => "jpg",
+        }
+    }
+}
+
+/// How images get to the disk: their encoding, how many bytes may wait for the writer, and its threads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageOptions {
+    /// The frames' encoding (heat maps are always PNG: they carry transparency).
+    pub format: ImageFormat,
+    /// Images waiting to be written, in bytes at most; a part whose images do not fit skips them (counted).
+    pub queue_bytes: u64,
+    /// Threads encoding a batch's images.
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +68,7 @@ pub struct RecordConfig {
     pub busy_timeout_ms: u64,
     /// How much disk the images may take, and how much of the disk stays free (see `store::retention`).
     pub quota: Quota,
+    pub images: ImageOptions,
 }
 
 pub fn validate(p: &mut Problems, raw: RawRecord, data_dir: &Path) -> RecordConfig {
@@ -56,6 +91,7 @@ pub fn validate(p: &mut Problems, raw: RawRecord, data_dir: &Path) -> RecordConf
     let max_mb = raw
         .max_disk_mb
         .map(|mb| p.positive("record.max_disk_mb", Some(mb), 1));
+    let images = images(p, &raw);
     let under = |p: PathBuf| if p.is_absolute() { p } else { data_dir.join(p) };
     RecordConfig {
         database: under(raw.database.unwrap_or_else(|| "station.sqlite".into())),
@@ -71,5 +107,50 @@ pub fn validate(p: &mut Problems, raw: RawRecord, data_dir: &Path) -> RecordConf
             min_free_percent,
             emergency_free_percent,
         },
+        images,
+    }
+}
+
+fn images(p: &mut Problems, raw: &RawRecord) -> ImageOptions {
+    let png_compression = raw.png_compression.unwrap_or(1);
+    if png_compression > 9 {
+        p.problem(
+            "record.png_compression",
+            format!("expected 0 (fastest) to 9 (smallest), got {png_compression}"),
+        );
+    }
+    let jpeg_quality = raw.jpeg_quality.unwrap_or(90);
+    if !(1..=100).contains(&jpeg_quality) {
+        p.problem(
+            "record.jpeg_quality",
+            format!("expected 1 to 100, got {jpeg_quality}"),
+        );
+    }
+    let format = match raw.image_format.as_deref().unwrap_or("png") {
+        "png" => ImageFormat::Png {
+            compression: png_compression,
+        },
+        "jpeg" | "jpg" => ImageFormat::Jpeg {
+            quality: jpeg_quality,
+        },
+        other => {
+            p.problem(
+                "record.image_format",
+                format!("expected \"png\" or \"jpeg\", got \"{other}\""),
+            );
+            ImageFormat::Png { compression: 1 }
+        }
+    };
+    let queue_mb = raw.image_queue_mb.unwrap_or(64.0);
+    if !(queue_mb.is_finite() && queue_mb > 0.0) {
+        p.problem(
+            "record.image_queue_mb",
+            format!("expected a size in MB above 0, got {queue_mb}"),
+        );
+    }
+    ImageOptions {
+        format,
+        queue_bytes: (queue_mb.max(0.0) * 1024.0 * 1024.0) as u64,
+        threads: p.positive("record.image_threads", raw.image_threads, 1) as usize,
     }
 }

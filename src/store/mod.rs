@@ -66,6 +66,8 @@ pub struct Store {
     images_bytes: u64,
     retention_at: std::time::Instant,
     trimmed_at: std::time::Instant,
+    /// How the images are encoded and by how many threads.
+    images: config::ImageOptions,
     /// Told about every part written (the live review page listens here).
     pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
@@ -170,7 +172,15 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_PLC_TAG,
     SCHEMA_PLC_TIMES,
     SCHEMA_PLC_PULSE,
+    SCHEMA_IMAGE_QUEUE,
 ];
+
+/// Images off the hot path: the region of the frame a heat map (at the model's resolution) covers, and the
+/// images a part skipped because the image writer was `record.image_queue_mb` behind.
+const SCHEMA_IMAGE_QUEUE: &str = "
+ALTER TABLE parts ADD COLUMN heatmap_roi TEXT;
+ALTER TABLE parts ADD COLUMN images_skipped INTEGER NOT NULL DEFAULT 0;
+";
 
 /// Shadow mode: a candidate model's score of each part, beside the recorded verdict (which it never changes).
 const SCHEMA_SHADOW: &str = "
@@ -327,6 +337,7 @@ impl Store {
             images_bytes: retention::folder_bytes(&config.images_dir),
             retention_at: std::time::Instant::now(),
             trimmed_at: std::time::Instant::now(),
+            images: config.images.clone(),
             notify: None,
         })
     }

@@ -9,8 +9,12 @@
 //!    is raised: the PLC sees READY dropped and fault 7, the status line and the page say so. Rows beyond that
 //!    bound are lost, counted and logged: the only way a record can be lost, and never silently.
 //!
-//! Image files that cannot be written are counted (`images_failed`); the part's row is still written.
+//! Image files that cannot be written are counted (`images_failed`); the part's row is still written. A batch's
+//! images are encoded on `record.image_threads` threads (PNG at `record.png_compression`, or JPEG); what waits
+//! for them is bounded in bytes by the [`crate::part::record::ImageBudget`] the orchestrator reserves from, so
+//! images never hold up a verdict, a PLC result or a row.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,7 @@ use opencv::core::{Mat, Vector};
 use opencv::imgcodecs;
 use tokio::sync::mpsc::Receiver;
 
+use super::config::ImageFormat;
 use super::retention::{self, Disk, excess};
 use super::rows::{PartRow, Row, ShadowRow};
 use super::{PartSummary, Recorded, Store, commit};
@@ -41,9 +46,56 @@ const BATCH: usize = 256;
 impl Store {
     /// Saves a batch's images and writes its rows (to the database, or the journal when it cannot).
     fn write_batch(&mut self, batch: Vec<RecordMsg>) {
-        let rows: Vec<Row> = batch.into_iter().map(|msg| self.row(msg)).collect();
+        let rows = self.rows(batch);
         self.write(rows);
         self.retain();
+    }
+
+    /// The batch as rows, each part's images saved first (on `record.image_threads` threads, in order).
+    fn rows(&mut self, batch: Vec<RecordMsg>) -> Vec<Row> {
+        let sink = ImageSink {
+            dir: self.images_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            format: self.images.format,
+        };
+        let threads = self.images.threads.clamp(1, batch.len().max(1));
+        let done: Vec<(Row, Saving)> = if threads == 1 {
+            batch.into_iter().map(|m| row(&sink, m)).collect()
+        } else {
+            let size = batch.len().div_ceil(threads);
+            let mut chunks: Vec<Vec<RecordMsg>> = Vec::new();
+            let mut rest = batch.into_iter().peekable();
+            while rest.peek().is_some() {
+                chunks.push(rest.by_ref().take(size).collect());
+            }
+            std::thread::scope(|scope| {
+                let sink = &sink;
+                let handles: Vec<_> = chunks
+                    .into_iter()
+                    .map(|chunk| {
+                        scope.spawn(move || {
+                            chunk.into_iter().map(|m| row(sink, m)).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut rows = Vec::with_capacity(done.len());
+        for (row, saving) in done {
+            self.images_bytes += saving.bytes;
+            self.counters
+                .images_failed
+                .fetch_add(saving.failed, Ordering::Relaxed);
+            rows.push(row);
+        }
+        self.counters
+            .images_bytes
+            .store(self.images_bytes, Ordering::Relaxed);
+        rows
     }
 
     /// Keeps the images under their quota (at most once a second; only while the database takes writes), and
@@ -214,120 +266,6 @@ impl Store {
         }
     }
 
-    /// A message as a row; a part's images are saved first.
-    fn row(&mut self, msg: RecordMsg) -> Row {
-        match msg {
-            RecordMsg::Insert(record) => Row::Part(Box::new(self.part_row(*record))),
-            RecordMsg::Shadow(s) => Row::Shadow(ShadowRow {
-                part_id: s.part_id,
-                model_name: s.model.name,
-                model_version: s.model.version,
-                model_sha256: s.model.sha256,
-                score: s.score.as_ref().ok().copied(),
-                threshold: s.model.threshold,
-                error: s.score.err(),
-                scored_us: s.scored_us,
-            }),
-            RecordMsg::Actuated { part_id, outcome } => match outcome {
-                PlcOutcome::Delivered {
-                    actuated_us,
-                    result_written_us,
-                    reject_on_us,
-                    reject_pulse,
-                } => Row::Delivered {
-                    part_id,
-                    actuated_us,
-                    result_written_us,
-                    reject_on_us,
-                    reject_pulse: reject_pulse.map(String::from),
-                },
-                PlcOutcome::PulseEnded { reject_off_us } => Row::PulseEnded {
-                    part_id,
-                    reject_off_us,
-                },
-                PlcOutcome::Undelivered {
-                    detail,
-                    reject_pulse,
-                } => Row::Undelivered {
-                    part_id,
-                    detail,
-                    reject_pulse: reject_pulse.map(String::from),
-                },
-                PlcOutcome::RejectedAtGate { detail } => Row::RejectedAtGate { part_id, detail },
-            },
-        }
-    }
-
-    /// The part's row, with the paths of its images once they are saved.
-    fn part_row(&mut self, r: PartRecord) -> PartRow {
-        let PartRecord {
-            mut row,
-            image,
-            heatmap,
-            spectrogram,
-        } = r;
-        row.image_path = image
-            .as_ref()
-            .and_then(|img| self.save_image(&row.part_id, img));
-        if let (Some(_), Some(drawing)) = (&row.image_path, heatmap) {
-            let name = format!("{}.heat", row.part_id);
-            row.heatmap_path = self.save_drawing(&name, &*drawing, image.as_ref());
-        }
-        if let (Some(acoustic), Some(drawing)) = (&mut row.acoustic, spectrogram) {
-            let name = format!("{}.spectrogram", row.part_id);
-            acoustic.spectrogram_path = self.save_drawing(&name, &*drawing, image.as_ref());
-        }
-        row
-    }
-
-    /// Draws an image of the part (heat map, spectrogram) and saves it as `<name>.png`; a failed drawing is
-    /// logged, counted and leaves no file.
-    fn save_drawing(
-        &mut self,
-        name: &str,
-        drawing: &dyn Drawing,
-        frame: Option<&Mat>,
-    ) -> Option<String> {
-        match drawing.draw(frame) {
-            Ok(image) => self.save_image(name, &image),
-            Err(e) => {
-                bump(&self.counters.images_failed);
-                tracing::error!("{name}: cannot draw it: {e}");
-                None
-            }
-        }
-    }
-
-    /// Saves `<name>.png` in the run's image folder; returns its path relative to the data folder. A failure is
-    /// logged and counted; the row is written without the image.
-    fn save_image(&mut self, name: &str, image: &Mat) -> Option<String> {
-        if let Err(e) = std::fs::create_dir_all(&self.images_dir) {
-            bump(&self.counters.images_failed);
-            tracing::error!("cannot create {}: {e}", self.images_dir.display());
-            return None;
-        }
-        let path = self.images_dir.join(format!("{name}.png"));
-        match imgcodecs::imwrite(&path, image, &Vector::new()) {
-            Ok(true) => {
-                self.images_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-                self.counters
-                    .images_bytes
-                    .store(self.images_bytes, Ordering::Relaxed);
-                Some(
-                    path.strip_prefix(&self.data_dir)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .into_owned(),
-                )
-            }
-            other => {
-                bump(&self.counters.images_failed);
-                tracing::error!("cannot write image {}: {other:?}", path.display());
-                None
-            }
-        }
-    }
-
     /// Closes the run (through the same path as every record: journaled when the database cannot take it).
     fn finish(&mut self) {
         // The quota holds at the end of a run too, not only a second ago.
@@ -347,6 +285,165 @@ impl Store {
             );
         }
     }
+}
+
+/// Where and how a batch's images are written (shared, read-only, by the encoding threads).
+struct ImageSink {
+    dir: PathBuf,
+    data_dir: PathBuf,
+    format: ImageFormat,
+}
+
+/// What saving a record's images did: bytes written, images that could not be written.
+#[derive(Default)]
+struct Saving {
+    bytes: u64,
+    failed: u64,
+}
+
+impl ImageSink {
+    /// Saves `<name>.<ext>` in the run's image folder; returns its path relative to the data folder. A failure
+    /// is logged and counted; the row is written without the image.
+    fn save(
+        &self,
+        name: &str,
+        image: &Mat,
+        format: ImageFormat,
+        saving: &mut Saving,
+    ) -> Option<String> {
+        let written = std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))
+            .and_then(|()| {
+                let path = self.dir.join(format!("{name}.{}", format.extension()));
+                let params = match format {
+                    ImageFormat::Png { compression } => {
+                        [imgcodecs::IMWRITE_PNG_COMPRESSION, i32::from(compression)]
+                    }
+                    ImageFormat::Jpeg { quality } => {
+                        [imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]
+                    }
+                };
+                match imgcodecs::imwrite(&path, image, &Vector::from_slice(&params)) {
+                    Ok(true) => Ok(path),
+                    other => Err(format!("cannot write image {}: {other:?}", path.display())),
+                }
+            });
+        match written {
+            Ok(path) => {
+                saving.bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+                Some(
+                    path.strip_prefix(&self.data_dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            }
+            Err(e) => {
+                saving.failed += 1;
+                tracing::error!("{e}");
+                None
+            }
+        }
+    }
+
+    /// Draws an image of the part (heat map, spectrogram) and saves it as `<name>.png`; a failed drawing is
+    /// logged, counted and leaves no file.
+    fn save_drawing(
+        &self,
+        name: &str,
+        drawing: &dyn Drawing,
+        saving: &mut Saving,
+    ) -> Option<String> {
+        match drawing.draw() {
+            Ok(image) => self.save(name, &image, self.drawing_format(), saving),
+            Err(e) => {
+                saving.failed += 1;
+                tracing::error!("{name}: cannot draw it: {e}");
+                None
+            }
+        }
+    }
+
+    /// Drawings are PNG (a heat map carries transparency), at the frames' PNG level.
+    fn drawing_format(&self) -> ImageFormat {
+        match self.format {
+            png @ ImageFormat::Png { .. } => png,
+            ImageFormat::Jpeg { .. } => ImageFormat::Png { compression: 1 },
+        }
+    }
+
+    /// The part's row, with the paths of its images once they are saved; their room in the image budget is
+    /// released when the record is dropped here.
+    fn part_row(&self, r: PartRecord, saving: &mut Saving) -> PartRow {
+        let PartRecord {
+            mut row,
+            image,
+            heatmap,
+            spectrogram,
+            reserved: _reserved,
+        } = r;
+        row.image_path = image
+            .as_ref()
+            .and_then(|img| self.save(&row.part_id, img, self.format, saving));
+        if let (Some(_), Some(drawing)) = (&row.image_path, heatmap) {
+            let name = format!("{}.heat", row.part_id);
+            row.heatmap_path = self.save_drawing(&name, &*drawing, saving);
+        }
+        if row.heatmap_path.is_none() {
+            row.heatmap_roi = None;
+        }
+        if let (Some(acoustic), Some(drawing)) = (&mut row.acoustic, spectrogram) {
+            let name = format!("{}.spectrogram", row.part_id);
+            acoustic.spectrogram_path = self.save_drawing(&name, &*drawing, saving);
+        }
+        row
+    }
+}
+
+/// A message as a row; a part's images are saved first.
+fn row(sink: &ImageSink, msg: RecordMsg) -> (Row, Saving) {
+    let mut saving = Saving::default();
+    let row = match msg {
+        RecordMsg::Insert(record) => Row::Part(Box::new(sink.part_row(*record, &mut saving))),
+        RecordMsg::Shadow(s) => Row::Shadow(ShadowRow {
+            part_id: s.part_id,
+            model_name: s.model.name,
+            model_version: s.model.version,
+            model_sha256: s.model.sha256,
+            score: s.score.as_ref().ok().copied(),
+            threshold: s.model.threshold,
+            error: s.score.err(),
+            scored_us: s.scored_us,
+        }),
+        RecordMsg::Actuated { part_id, outcome } => match outcome {
+            PlcOutcome::Delivered {
+                actuated_us,
+                result_written_us,
+                reject_on_us,
+                reject_pulse,
+            } => Row::Delivered {
+                part_id,
+                actuated_us,
+                result_written_us,
+                reject_on_us,
+                reject_pulse: reject_pulse.map(String::from),
+            },
+            PlcOutcome::PulseEnded { reject_off_us } => Row::PulseEnded {
+                part_id,
+                reject_off_us,
+            },
+            PlcOutcome::Undelivered {
+                detail,
+                reject_pulse,
+            } => Row::Undelivered {
+                part_id,
+                detail,
+                reject_pulse: reject_pulse.map(String::from),
+            },
+            PlcOutcome::RejectedAtGate { detail } => Row::RejectedAtGate { part_id, detail },
+        },
+    };
+    (row, saving)
 }
 
 /// What the listeners are told about a row written.

@@ -74,6 +74,7 @@ async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
             "records_lost": read(&c.records_lost),
             "record_write_failures": read(&c.record_write_failures),
             "images_failed": read(&c.images_failed),
+            "images_skipped": read(&c.images_skipped),
             "images_pruned": read(&c.images_pruned),
             "images_mb": read(&c.images_bytes) as f64 / (1024.0 * 1024.0),
         })
@@ -100,6 +101,12 @@ async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
         }
         if read(&c.records_lost) > 0 {
             alerts.push(format!("{} record(s) LOST", read(&c.records_lost)));
+        }
+        if read(&c.images_skipped) > 0 {
+            alerts.push(format!(
+                "{} image(s) skipped: the image writer was behind (record.image_queue_mb); every part was still judged and recorded",
+                read(&c.images_skipped)
+            ));
         }
         if read(&c.images_failed) > 0 {
             alerts.push(format!(

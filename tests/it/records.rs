@@ -543,3 +543,104 @@ async fn station_status_shows_runs_journal_and_disk_use() {
         assert!(text.contains(expected), "missing {expected:?} in {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_image_writer_skips_and_counts_images_and_no_part_waits_for_it() {
+    let parts = 150;
+    let mut sim = crate::plc::Sim::start(serde_json::json!({
+        "role": "server", "parts": 0, "wait_for_go": true, "expect_results": parts, "linger_s": 1.0, "run_s": 60
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    // 1280x1024 frames of noise (the slowest thing to compress), every part rejected and kept as slow PNG,
+    // while the writer may hold about two parts' images: many parts must skip theirs.
+    let frames = dir.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 0..8 {
+        use opencv::core::{Mat, Scalar, Vector};
+        let mut noise =
+            Mat::new_rows_cols_with_default(1024, 1280, opencv::core::CV_8UC3, Scalar::all(0.0))
+                .unwrap();
+        opencv::core::randu(&mut noise, &Scalar::all(0.0), &Scalar::all(255.0)).unwrap();
+        let path = frames.join(format!("{i}.png"));
+        assert!(
+            opencv::imgcodecs::imwrite(path.to_str().unwrap(), &noise, &Vector::new()).unwrap()
+        );
+    }
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\ninterval_ms = 40\n[source]\nkind = \"folder\"\npath = \"frames\"\nloop = true\n\
+             [model]\ndir = \"{}\"\nthreshold = -1000000.0\n\
+             [record]\nsave_passed_every = 1\npng_compression = 9\nimage_queue_mb = 8\n\
+             [plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nresult_buffer = 64\n",
+            crate::common::demo_model().display(),
+            sim.ready
+        ),
+    );
+    sim.go();
+    let summary = run(&config, Some(parts)).await;
+    let report = tokio::task::block_in_place(|| sim.report());
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let (n, delivered, skipped, kept, skipped_with_image): (i64, i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(plc_status = 'delivered'), sum(images_skipped),
+                    sum(image_path IS NOT NULL), sum(images_skipped > 0 AND image_path IS NOT NULL)
+             FROM parts",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    // Every part judged, told to the PLC and recorded; the skipped images are counted in the rows and the
+    // summary alike.
+    assert_eq!(n, parts as i64, "{summary}");
+    assert_eq!(delivered, parts as i64, "{summary}");
+    assert_eq!(report.results.len() as u64, parts, "{:?}", report.seen);
+    assert_eq!(
+        (summary.overloaded, summary.deadline_misses),
+        (0, 0),
+        "{summary}"
+    );
+    assert!(skipped > 0, "the writer never fell behind: {summary}");
+    assert_eq!(summary.images_skipped, skipped as u64, "{summary}");
+    assert!(
+        summary.to_string().contains("skipped (queue full)"),
+        "{summary}"
+    );
+    assert!(kept > 0, "no image was written at all: {summary}");
+    assert_eq!(
+        skipped_with_image, 0,
+        "a part both skipped and kept its image"
+    );
+    // Every kept frame is on disk with its heat map (at the model's resolution, over the recorded ROI).
+    let mut stmt = conn
+        .prepare(
+            "SELECT image_path, heatmap_path, heatmap_roi FROM parts WHERE image_path IS NOT NULL",
+        )
+        .unwrap();
+    let kept_rows: Vec<(String, Option<String>, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let data = dir.path().join("data");
+    for (image, heat, roi) in &kept_rows {
+        assert!(data.join(image).is_file(), "{image} missing");
+        let heat = heat.as_ref().expect("a kept reject without its heat map");
+        let heat = opencv::imgcodecs::imread(
+            data.join(heat).to_str().unwrap(),
+            opencv::imgcodecs::IMREAD_UNCHANGED,
+        )
+        .unwrap();
+        use opencv::prelude::*;
+        assert_eq!(
+            (heat.channels(), heat.cols()),
+            (4, 256),
+            "heat map {heat:?}"
+        );
+        assert_eq!(roi.as_deref(), Some("32,32,256,256"));
+    }
+    println!(
+        "{parts} parts: {kept} images kept, {skipped} skipped; {}",
+        summary
+    );
+}

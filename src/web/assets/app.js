@@ -104,6 +104,7 @@ function showStats(s) {
     ...(s.line.counters ? [
       tile(fmtNum(s.line.counters.images_mb) + " MB", "images on disk"),
       tile(s.line.counters.records_waiting, "records waiting"),
+      ...(s.line.counters.images_skipped ? [tile(s.line.counters.images_skipped, "images skipped (queue full)")] : []),
     ] : []),
   );
 }
@@ -227,10 +228,23 @@ async function partView(view, partId) {
   const classes = me.defect_classes;
   let classIdx = 0;
   const passed = p.verdict === "PASS";
+  // The heat map is stored at the model's resolution; it is laid over the region of the frame the model saw.
   const heat = p.heatmap_path ? h("img", { class: "heat", src: imageUrl(p.heatmap_path), alt: "heat map", hidden: true }) : null;
-  const stage = h("div", { class: "stage" },
-    p.image_path ? h("img", { id: "part-image", src: imageUrl(p.image_path), alt: p.part_id })
-      : h("p", { class: "muted" }, "No image was kept for this part."), heat);
+  const frame = p.image_path ? h("img", { id: "part-image", src: imageUrl(p.image_path), alt: p.part_id }) : null;
+  if (heat && frame && p.heatmap_roi) {
+    const [x, y, w, hgt] = String(p.heatmap_roi).split(",").map(Number);
+    const place = () => {
+      const W = frame.naturalWidth, H = frame.naturalHeight;
+      if (!W || !H) return;
+      Object.assign(heat.style, { left: `${100 * x / W}%`, top: `${100 * y / H}%`, width: `${100 * w / W}%`, height: `${100 * hgt / H}%` });
+    };
+    frame.addEventListener("load", place);
+    place();
+  }
+  const noImage = Number(p.images_skipped) > 0
+    ? "This part's image was skipped: the image writer was behind (record.image_queue_mb). Its verdict and record are complete."
+    : "No image was kept for this part.";
+  const stage = h("div", { class: "stage" }, frame || h("p", { class: "muted", id: "no-image" }, noImage), heat);
   const toggleHeat = () => { if (heat) heat.hidden = !heat.hidden; };
   const score = Number(p.score ?? 0), thr = Number(p.threshold);
   const scale = Math.max(score, thr) * 1.25 || 1;
