@@ -167,7 +167,7 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
     .unwrap();
     // A heat map, as a model that provides one records it (here: the part image itself stands in).
     conn.execute(
-        "UPDATE parts SET heatmap_path = image_path WHERE part_id = ?1",
+        "UPDATE parts SET heatmap_path = image_path, heatmap_roi = '32,32,256,256' WHERE part_id = ?1",
         [&part],
     )
     .unwrap();
@@ -205,6 +205,15 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
     assert_eq!(overlay_hidden().await, json!(true));
     press(&client, 'h').await;
     assert_eq!(overlay_hidden().await, json!(false));
+    // Laid over the ROI: 32 px of a 320 px frame is 10%, 256 px 80%.
+    let placed = client
+        .execute(
+            "const s = document.querySelector('img.heat').style; return [s.left, s.top, s.width, s.height];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(placed, json!(["10%", "10%", "80%", "80%"]));
     press(&client, 'h').await;
     assert_eq!(overlay_hidden().await, json!(true));
     let status = client.find(Locator::Css("#review-status")).await.unwrap();

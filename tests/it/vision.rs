@@ -381,22 +381,25 @@ async fn rejected_parts_get_a_heat_map_next_to_their_image() {
     );
     run(&config, Some(30)).await;
     let conn = rusqlite::Connection::open(&config.record.database).unwrap();
-    let maps: Vec<(String, Option<String>, Option<String>)> = conn
-        .prepare("SELECT verdict, image_path, heatmap_path FROM parts")
+    let maps: Vec<(String, Option<String>, Option<String>, Option<String>)> = conn
+        .prepare("SELECT verdict, image_path, heatmap_path, heatmap_roi FROM parts")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let data = config.record.database.parent().unwrap();
     let mut drawn = 0;
-    for (verdict, image, heat) in &maps {
+    for (verdict, image, heat, roi) in &maps {
         match (verdict.as_str(), image, heat) {
             ("REJECT", Some(image), Some(heat)) => {
+                // The map at the model's resolution (256x256), with transparency, over the recorded ROI.
                 let a = opencv::imgcodecs::imread(data.join(image), 1).unwrap();
-                let b = opencv::imgcodecs::imread(data.join(heat), 1).unwrap();
+                let b = opencv::imgcodecs::imread(data.join(heat), -1).unwrap();
                 use opencv::prelude::*;
-                assert_eq!((a.cols(), a.rows()), (b.cols(), b.rows()));
+                assert_eq!((a.cols(), a.rows()), (320, 320));
+                assert_eq!((b.cols(), b.rows(), b.channels()), (256, 256, 4));
+                assert_eq!(roi.as_deref(), Some("32,32,256,256"));
                 assert!(
                     heat.ends_with(".heat.png") && heat.starts_with(image.trim_end_matches(".png"))
                 );
