@@ -99,11 +99,13 @@ fn compare(config: &Config, python: &Path, scratch: &Path, parts: u64) -> anyhow
         let py = python_peer(python, &frames, &model_dir, roi, plc.addr, scratch)?;
         let py_rate = py.parts_per_s;
         rows.push(py);
-        let (best, paced) = station(config, &frames, roi, plc.addr, scratch, py_rate)?;
+        let (best, paced, to_plc) = station(config, &frames, roi, plc.addr, scratch, py_rate)?;
         let agree = score_difference(&rows[1].scores, &paced.scores);
+        let bare_p99 = rows[0].latency.map(|s| s.p99_ms);
         rows.push(best);
         rows.push(paced);
         print_table(&rows);
+        print_latency_target(bare_p99, to_plc);
         match agree {
             Some((n, max)) => println!(
                 "scores: the station and the Python reference agree on all {n} parts within {max:.2e} (max |difference|)"
@@ -289,6 +291,11 @@ fn station_at(
     };
     c.plc.link = PlcLink::Tcp(plc);
     c.plc.result_ack = false;
+    // The peer is a plain Modbus server that reads nothing back, and the Python reference writes each result
+    // without holding it: a 1 ms hold (up to 1,000 results/s) and room for a burst keep the two comparable,
+    // while every result is still written (an overrun would be a fail-safe reject, and fails the run).
+    c.plc.result_hold_ms = 1;
+    c.plc.result_buffer = 32;
     c.plc.heartbeat_missed = 0;
     c.audio = None;
     c.record.database = scratch.join(format!("station-{}-{run}.sqlite", roi.width));
@@ -314,21 +321,24 @@ fn station(
     plc: std::net::SocketAddr,
     scratch: &Path,
     start_rate: f64,
-) -> anyhow::Result<(Measured, Measured)> {
+) -> anyhow::Result<(Measured, Measured, Option<Spread>)> {
     let note = |s: &crate::metrics::RunSummary| {
         format!(
-            "overloaded {}, late {}, images not written {}",
-            s.overloaded, s.deadline_misses, s.images_failed
+            "overloaded {}, late {}, PLC undelivered {}, images skipped {} / not written {}",
+            s.overloaded, s.deadline_misses, s.plc_undelivered, s.images_skipped, s.images_failed
         )
     };
     let mut rate = start_rate;
     let mut best: Option<(f64, crate::metrics::RunSummary)> = None;
     for run in 0..10 {
         let (s, _, _) = station_at(config, frames, roi, plc, scratch, rate, run, None)?;
-        let clean = s.overloaded == 0 && s.deadline_misses == 0 && s.frame_faults == 0;
+        let clean = s.overloaded == 0
+            && s.deadline_misses == 0
+            && s.frame_faults == 0
+            && s.plc_undelivered == 0;
         println!(
-            "  station paced at {rate:.0} parts/s: {} parts, overloaded {}, late {}",
-            s.parts, s.overloaded, s.deadline_misses
+            "  station paced at {rate:.0} parts/s: {} parts, overloaded {}, late {}, PLC undelivered {}",
+            s.parts, s.overloaded, s.deadline_misses, s.plc_undelivered
         );
         if !clean {
             break;
@@ -358,14 +368,7 @@ fn station(
     let cpu_ms =
         cpu_full.saturating_sub(cpu_half).as_secs_f64() * 1e3 / (s.parts - half).max(1) as f64;
     let db = scratch.join(format!("station-{}-98.sqlite", roi.width));
-    let scores = rusqlite::Connection::open(&db)
-        .and_then(|conn| {
-            let mut stmt = conn.prepare("SELECT score FROM parts ORDER BY seq")?;
-            let rows = stmt.query_map([], |r| r.get::<_, Option<f64>>(0))?;
-            rows.map(|r| r.map(|s| s.unwrap_or(f64::NAN)))
-                .collect::<Result<Vec<f64>, _>>()
-        })
-        .with_context(|| format!("read the scores in {}", db.display()))?;
+    let (scores, to_plc) = recorded(&db)?;
     let top = Measured {
         scores: Vec::new(),
         name: format!("station at {best_rate:.0}/s (highest sustained)"),
@@ -382,7 +385,45 @@ fn station(
         cpu_ms_per_part: Some(cpu_ms),
         note: note(&s),
     };
-    Ok((top, paced))
+    Ok((top, paced, to_plc))
+}
+
+/// A station run's scores in part order, and the spread of trigger -> PLC result written.
+fn recorded(db: &Path) -> anyhow::Result<(Vec<f64>, Option<Spread>)> {
+    let read = || -> rusqlite::Result<_> {
+        let conn = rusqlite::Connection::open(db)?;
+        let mut stmt =
+            conn.prepare("SELECT score, result_written_us - triggered_us FROM parts ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Option<f64>>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+        let (mut scores, mut to_plc) = (Vec::new(), Latencies::default());
+        for row in rows {
+            let (score, us) = row?;
+            scores.push(score.unwrap_or(f64::NAN));
+            if let Some(us) = us {
+                to_plc.push(Duration::from_micros(us.max(0) as u64));
+            }
+        }
+        Ok((scores, Spread::of(&to_plc)))
+    };
+    read().with_context(|| format!("read the records in {}", db.display()))
+}
+
+/// The paced run's trigger -> PLC result written against the target: p99 <= 1.1 x bare-model p99 + 2 ms.
+fn print_latency_target(bare_p99_ms: Option<f64>, to_plc: Option<Spread>) {
+    match (bare_p99_ms, to_plc) {
+        (Some(bare), Some(s)) => {
+            let bound = 1.1 * bare + 2.0;
+            println!(
+                "paced: trigger -> PLC result written p50 {:.2} ms, p99 {:.2} ms; target p99 <= 1.1 x bare p99 ({bare:.2} ms) + 2 ms = {bound:.2} ms: {}",
+                s.p50_ms,
+                s.p99_ms,
+                if s.p99_ms <= bound { "met" } else { "NOT met" }
+            );
+        }
+        _ => println!("paced: no PLC result times recorded"),
+    }
 }
 
 /// How far apart two runs' scores are (parts, max |difference|), when they judged the same parts.
