@@ -336,6 +336,9 @@ pub fn part(conn: &Connection, part_id: &str, margin: f32) -> Result<Value, Revi
 }
 
 /// Records a review of a part by `user_id`. `classes` is `web.defect_classes`.
+/// How long the same review of the same part by the same user counts as a repeat of it (one review stored).
+pub const REPEAT_WINDOW_US: i64 = 10_000_000;
+
 pub fn add_review(
     conn: &Connection,
     part_id: &str,
@@ -378,13 +381,34 @@ pub fn add_review(
         )
         .optional()?
         .ok_or_else(|| ReviewError::NoPart(part_id.to_string()))?;
+    let now_us = Clock::new().now_us();
+    // A repeat (a double tap, a resent request) is the same review, not a second one.
+    let repeat: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM reviews WHERE part_id = ?1 AND user_id = ?2 AND label = ?3
+                 AND defect_class IS ?4 AND comment = ?5 AND at_us >= ?6
+             ORDER BY id DESC LIMIT 1",
+            params![
+                part_id,
+                user_id,
+                review.label,
+                class,
+                review.comment,
+                now_us - REPEAT_WINDOW_US
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = repeat {
+        return review_by_id(conn, id)?.ok_or_else(|| ReviewError::NoPart(part_id.to_string()));
+    }
     conn.execute(
         "INSERT INTO reviews (part_id, user_id, at_us, old_verdict, label, defect_class, comment)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             part_id,
             user_id,
-            Clock::new().now_us(),
+            now_us,
             old_verdict,
             review.label,
             class,

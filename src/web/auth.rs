@@ -2,12 +2,16 @@
 //! session, else 401; on a state-changing method also the session's CSRF token in `X-CSRF-Token`, else 403) and
 //! [`Technician`] (the same, and the technician role, else 403).
 //!
-//! The session cookie `station_session` is HttpOnly and SameSite=Strict. It is not marked Secure because the
-//! station serves plain HTTP on the plant network; put a TLS proxy in front when the page leaves that network.
+//! The session cookie `station_session` is HttpOnly and SameSite=Strict; `web.secure_cookies` marks it Secure
+//! too, for a page served behind a TLS reverse proxy. Failed logins are throttled per account and per client
+//! address ([`super::throttle`]). Logout deletes the session server-side; an open live stream notices within
+//! one tick and ends.
 
-use axum::extract::{FromRequestParts, State};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{Extensions, HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,7 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/me", get(me))
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+pub(super) fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -87,20 +91,50 @@ struct Login {
     password: String,
 }
 
+/// The client's address, when the server was started with connection info (`station run`/`review`).
+fn client_addr(extensions: &Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 async fn login(
     State(state): State<AppState>,
+    extensions: Extensions,
     Json(form): Json<Login>,
 ) -> Result<Response, ApiError> {
+    let mut keys = vec![format!("user:{}", form.name)];
+    keys.extend(client_addr(&extensions).map(|ip| format!("addr:{ip}")));
+    let locked =
+        (state.throttle.lock().unwrap_or_else(|p| p.into_inner())).locked(&keys, Instant::now());
+    if let Some(left) = locked {
+        return Err(ApiError::TooManyRequests(format!(
+            "too many failed logins for {} from this address: try again in {} s",
+            form.name,
+            left.as_secs().max(1)
+        )));
+    }
     let hours = state.web.session_hours;
     let session = state
         .db
         .call(move |conn| {
             users::login(conn, &form.name, &form.password, hours).map_err(ApiError::from)
         })
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+        .await?;
+    let Some(session) = session else {
+        let delay = (state.throttle.lock().unwrap_or_else(|p| p.into_inner()))
+            .failed(&keys, Instant::now());
+        tokio::time::sleep(delay).await;
+        return Err(ApiError::Unauthorized);
+    };
+    (state.throttle.lock().unwrap_or_else(|p| p.into_inner())).succeeded(&keys);
+    let secure = if state.web.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         session.token,
         hours * 3600
     );

@@ -16,6 +16,8 @@ pub struct RawWeb {
     defect_classes: Option<Vec<String>>,
     uncertain_margin: Option<f32>,
     session_hours: Option<u64>,
+    secure_cookies: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 /// The operator review web page (`[web]`).
@@ -30,6 +32,11 @@ pub struct WebConfig {
     /// A passed part whose score is at least `threshold * (1 - uncertain_margin)` is queued for review.
     pub uncertain_margin: f32,
     pub session_hours: u64,
+    /// Mark the session cookie Secure (the page is served behind a TLS reverse proxy).
+    pub secure_cookies: bool,
+    /// Host names the page answers to besides IP addresses and `localhost` (a request naming another host is
+    /// refused: it is how a DNS-rebinding page would reach the station).
+    pub allowed_hosts: Vec<String>,
 }
 
 pub fn validate(p: &mut Problems, raw: RawWeb, present: bool) -> WebConfig {
@@ -68,5 +75,12 @@ pub fn validate(p: &mut Problems, raw: RawWeb, present: bool) -> WebConfig {
         defect_classes,
         uncertain_margin,
         session_hours: p.positive("web.session_hours", raw.session_hours, 12),
+        secure_cookies: raw.secure_cookies.unwrap_or(false),
+        allowed_hosts: raw
+            .allowed_hosts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
     }
 }

@@ -15,6 +15,7 @@ pub mod models;
 pub mod parts;
 pub mod reviews;
 pub mod stats;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// The last figures from the records and when they were computed: shared by all clients, so the live
     /// streams of many pages cost one count of the records per [`stats::FIGURES_TTL`].
     pub figures: Arc<std::sync::Mutex<Option<(std::time::Instant, crate::review::Figures)>>>,
+    /// Failed logins per account and client address.
+    pub throttle: Arc<std::sync::Mutex<throttle::Throttle>>,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             web: Arc::new(web.clone()),
             tap,
             figures: Arc::default(),
+            throttle: Arc::default(),
         })
     }
 }
@@ -76,7 +80,19 @@ pub enum ApiError {
     NotFound(String),
     BadRequest(String),
     Conflict(String),
+    TooManyRequests(String),
+    /// A request the extractors refused, with the status they chose (e.g. 413 for a body over the limit).
+    Rejected(StatusCode, String),
     Internal(String),
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::Rejected(e.status(), e.body_text()),
+            _ => ApiError::BadRequest(e.body_text()),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -87,6 +103,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, m),
+            ApiError::Rejected(status, m) => (status, m),
             ApiError::Internal(m) => {
                 tracing::error!("review page: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, m)
@@ -164,7 +182,72 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::router())
         .merge(models::router())
         .fallback(|| async { ApiError::NotFound("no such page".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Every request: the Host must be an IP address, `localhost` or one of `web.allowed_hosts` (a DNS-rebinding
+/// page names its own host), and a state-changing request's Origin, when sent, must be that host. API answers
+/// and images are marked `Cache-Control: no-store` (a shared PC keeps nothing after logout).
+async fn guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if let Some(host) = &host {
+        if !host_allowed(host, &state.web.allowed_hosts) {
+            return ApiError::Forbidden(format!(
+                "host \"{host}\" is not allowed: use the station's address, or add the name to web.allowed_hosts"
+            ))
+            .into_response();
+        }
+        let safe = matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
+        if let Some(origin) = origin.filter(|_| !safe) {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            if !origin_host.eq_ignore_ascii_case(host) {
+                return ApiError::Forbidden(format!(
+                    "origin \"{origin}\" is not this page (\"{host}\")"
+                ))
+                .into_response();
+            }
+        }
+    }
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    if api {
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    res
+}
+
+/// `host` (with or without its port) is an IP address, `localhost`, or an allowed name.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split(']')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name == "localhost"
+        || name.parse::<std::net::Ipv4Addr>().is_ok()
+        || allowed.iter().any(|a| a == name)
 }
 
 /// Binds the review page's address (port 0: any free port).
@@ -174,7 +257,11 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves until the task is dropped (live event streams never end on their own, so there is no graceful stop).
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 /// Opens the database, binds `web.listen` and serves in a task; returns the bound address.

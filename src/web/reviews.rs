@@ -54,7 +54,7 @@ async fn add(
     CurrentUser(user): CurrentUser,
     body: Result<Json<AddReview>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ReviewRow>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let classes = state.web.defect_classes.clone();
     let review = NewReview {
         label: body.label,

@@ -115,6 +115,16 @@ async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
             ));
         }
     }
+    for (key, left_s) in state
+        .throttle
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .lockouts(std::time::Instant::now())
+    {
+        alerts.push(format!(
+            "login locked for {key} after repeated failed passwords ({left_s} s left)"
+        ));
+    }
     if figures.fail_safe_last_min > 0 {
         alerts.push(format!(
             "{} fail-safe reject(s) in the last minute (frame, model, deadline, overload or PLC faults)",
@@ -163,26 +173,57 @@ async fn next_event(rx: &mut Option<broadcast::Receiver<LiveEvent>>) -> Option<E
     }
 }
 
+/// Whether the session behind a stream still holds (not logged out, not expired).
+async fn session_holds(state: &AppState, token: &str) -> bool {
+    let token = token.to_string();
+    state
+        .db
+        .call(move |conn| crate::users::session(conn, &token).map_err(ApiError::from))
+        .await
+        .is_ok_and(|user| user.is_some())
+}
+
+/// One stream's state: the site, the line's events, the stats tick, the session's token; `None` once ended.
+type LiveState = (
+    AppState,
+    Option<broadcast::Receiver<LiveEvent>>,
+    tokio::time::Interval,
+    String,
+);
+
 async fn live(
     State(state): State<AppState>,
     _: CurrentUser,
+    headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.tap.as_ref().map(|t| t.events.subscribe());
-    let tick = tokio::time::interval(Duration::from_secs(2));
+    let tick = tokio::time::interval(LIVE_TICK);
+    let token = super::auth::session_token(&headers).unwrap_or_default();
     let stream = futures_util::stream::unfold(
-        (state, rx, tick),
-        |(state, mut rx, mut tick)| async move {
+        Some((state, rx, tick, token)),
+        |live: Option<LiveState>| async move {
+            let (state, mut rx, mut tick, token) = live?;
             let event = loop {
                 tokio::select! {
                     ev = next_event(&mut rx) => if let Some(ev) = ev { break ev },
-                    _ = tick.tick() => match snapshot(&state).await {
-                        Ok(v) => break Event::default().event("stats").json_data(&v).unwrap_or_default(),
-                        Err(e) => tracing::warn!("live stats: {e:?}"),
+                    _ = tick.tick() => {
+                        // Logout or expiry ends the stream: one last event says so.
+                        if !session_holds(&state, &token).await {
+                            let ended = Event::default().event("session_ended").data("log in again");
+                            return Some((Ok(ended), None));
+                        }
+                        match snapshot(&state).await {
+                            Ok(v) => break Event::default().event("stats").json_data(&v).unwrap_or_default(),
+                            Err(e) => tracing::warn!("live stats: {e:?}"),
+                        }
                     },
                 }
             };
-            Some((Ok(event), (state, rx, tick)))
+            Some((Ok(event), Some((state, rx, tick, token))))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+/// How often a live stream sends the figures (and checks its session).
+pub const LIVE_TICK: Duration = Duration::from_secs(2);

@@ -632,6 +632,8 @@ async fn live_events_stream_and_a_technician_changes_the_running_threshold() {
         .unwrap()
     });
     model.wait_for(Option::is_some).await.unwrap();
+    let before = tap.model.borrow().as_ref().unwrap().threshold;
+    // A threshold that rejects every part needs an explicit confirmation, and says what it will do.
     let (status, value) = site
         .call(
             Method::PUT,
@@ -640,7 +642,31 @@ async fn live_events_stream_and_a_technician_changes_the_running_threshold() {
             Some(json!({"threshold": -1000.0})),
         )
         .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{value}");
+    let why = value["error"].as_str().unwrap();
+    assert!(
+        why.contains("about 100.0% of them would be rejected") && why.contains("confirm"),
+        "{why}"
+    );
+    assert_eq!(
+        tap.model.borrow().as_ref().map(|m| m.threshold),
+        Some(before),
+        "a refused threshold is not applied"
+    );
+    let (status, value) = site
+        .call(
+            Method::PUT,
+            "/api/models/threshold",
+            Some(&tom),
+            Some(json!({"threshold": -1000.0, "confirm": true})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(
+        value["effect"]["reject_pct_new"].as_f64(),
+        Some(100.0),
+        "{value}"
+    );
     let (_, models) = site
         .call(Method::GET, "/api/models", Some(&tom), None)
         .await;
@@ -686,7 +712,11 @@ async fn live_events_stream_and_a_technician_changes_the_running_threshold() {
         .db()
         .query_row("SELECT detail FROM audit", [], |r| r.get(0))
         .unwrap();
-    assert!(audit.ends_with("-> -1000"), "{audit}");
+    assert!(
+        audit.contains("-> -1000 (recent parts rejected")
+            && audit.ends_with("-> 100.0%, confirmed)"),
+        "{audit}"
+    );
     assert!(
         tap.model.borrow().is_none(),
         "the stopped line shows as stopped"
@@ -885,4 +915,190 @@ fn web_config_is_validated_and_off_by_default() {
     ] {
         assert!(err.contains(field), "{field} missing in: {err}");
     }
+}
+
+/// A login request from a client address (as the server sees it with connection info).
+fn login_from(name: &str, password: &str, addr: &str) -> Request<Body> {
+    let mut req = Request::post("/api/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"name": name, "password": password}).to_string(),
+        ))
+        .unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_slow_down_then_lock_the_account_and_the_address() {
+    use inspection_station::web::throttle::{LOCK_AFTER, MAX_DELAY};
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(recorded_line(dir.path()).await, None);
+    let attacker = "10.0.0.66:40000";
+    let mut took = Vec::new();
+    for _ in 0..LOCK_AFTER {
+        let t = std::time::Instant::now();
+        let (status, _, _) = site.send(login_from("ana", "guess", attacker)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        took.push(t.elapsed());
+    }
+    // The later failures are answered after a growing delay.
+    assert!(took[LOCK_AFTER as usize - 1] >= MAX_DELAY, "{took:?}");
+    assert!(took[LOCK_AFTER as usize - 1] > took[0] * 4, "{took:?}");
+    // Locked: even the right password is refused, for the account (from anywhere) and from the address (for
+    // any account); another account from elsewhere still logs in.
+    for (name, addr) in [("ana", attacker), ("ana", "10.0.0.7:1"), ("tom", attacker)] {
+        let (status, _, body) = site.send(login_from(name, "secret-pass", addr)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{name} from {addr}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("try again in"), "{text}");
+    }
+    let (status, headers, body) = site
+        .send(login_from("tom", "secret-pass", "10.0.0.7:1"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let user: Value = serde_json::from_slice(&body).unwrap();
+    let tom = Login {
+        cookie: headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string(),
+        csrf: user["csrf_token"].as_str().unwrap().to_string(),
+    };
+    // The lockout is shown on the page.
+    let (_, stats) = site.call(Method::GET, "/api/stats", Some(&tom), None).await;
+    let alerts = stats["alerts"].to_string();
+    assert!(
+        alerts.contains("login locked for user:ana")
+            && alerts.contains("login locked for addr:10.0.0.66"),
+        "{alerts}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_origins_caching_body_limits_and_repeated_reviews() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(recorded_line(dir.path()).await, None);
+    let ana = site.login("ana").await;
+    let get_with = |host: &str| {
+        Request::get("/api/stats")
+            .header(header::HOST, host)
+            .header(header::COOKIE, &ana.cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A DNS-rebinding page names its own host: refused; the station's address and localhost are fine.
+    let (status, _, body) = site.send(get_with("evil.example:8080")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("web.allowed_hosts"));
+    for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "10.1.2.3"] {
+        let (status, headers, _) = site.send(get_with(host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+        // API answers are never cached (a shared PC keeps nothing after logout).
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{host}");
+    }
+    // A state-changing request from another origin is refused.
+    let part = first_part(&site, "REJECT");
+    let review = json!({"part_id": part, "label": "defect", "defect_class": "spot"});
+    let post = |origin: &str, body: String| {
+        Request::post("/api/reviews")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::ORIGIN, origin)
+            .header(header::COOKIE, &ana.cookie)
+            .header("x-csrf-token", &ana.csrf)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, _) = site
+        .send(post("http://evil.example", review.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A double tap stores one review: the repeat answers the same one.
+    let (first, _, a) = site
+        .send(post("http://127.0.0.1:8080", review.to_string()))
+        .await;
+    let (second, _, b) = site
+        .send(post("http://127.0.0.1:8080", review.to_string()))
+        .await;
+    assert_eq!((first, second), (StatusCode::CREATED, StatusCode::CREATED));
+    let (a, b): (Value, Value) = (
+        serde_json::from_slice(&a).unwrap(),
+        serde_json::from_slice(&b).unwrap(),
+    );
+    assert_eq!(a["id"], b["id"], "{a} {b}");
+    let stored: i64 = site
+        .db()
+        .query_row(
+            "SELECT count(*) FROM reviews WHERE part_id = ?1",
+            [&part],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1);
+    // A different verdict on the same part is a new review (the audit trail keeps both).
+    let (status, _, _) = site
+        .send(post(
+            "http://127.0.0.1:8080",
+            json!({"part_id": part, "label": "good"}).to_string(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A body over the limit is "too large", not "bad request".
+    let huge = json!({"part_id": part, "label": "good", "comment": "x".repeat(3 << 20)});
+    let (status, _, _) = site
+        .send(post("http://127.0.0.1:8080", huge.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_an_open_live_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(recorded_line(dir.path()).await, None);
+    let ana = site.login("ana").await;
+    let req = Request::get("/api/live")
+        .header(header::COOKIE, &ana.cookie)
+        .body(Body::empty())
+        .unwrap();
+    let res = site.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let mut text = String::new();
+    let mut next = async |text: &mut String| {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s");
+        match frame {
+            Some(frame) => {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    text.push_str(&String::from_utf8_lossy(&data));
+                }
+                true
+            }
+            None => false,
+        }
+    };
+    while !text.contains("event: stats") {
+        assert!(next(&mut text).await, "the stream ended early: {text}");
+    }
+    let (status, _) = site
+        .call(Method::POST, "/api/auth/logout", Some(&ana), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Within one tick the stream says so and ends.
+    let mut ended = false;
+    for _ in 0..20 {
+        if !next(&mut text).await {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the stream goes on after logout: {text}");
+    assert!(text.contains("event: session_ended"), "{text}");
 }
