@@ -49,6 +49,8 @@ pub struct Orchestrator {
     pub run_id: i64,
     pub switches: recipe::Switches,
     pub save_passed_every: u64,
+    /// Passed parts scoring at least `threshold * (1 - uncertain_margin)` keep their image (`web.uncertain_margin`).
+    pub uncertain_margin: f32,
     /// Bytes of images the record writer may have waiting; a part whose images do not fit skips them.
     pub images: ImageBudget,
     pub counters: Arc<Counters>,
@@ -377,7 +379,19 @@ impl Orchestrator {
         };
         let sound_truth = acoustic.as_ref().and_then(|a| a.truth.as_deref());
         let (origin, truth, image, heatmap, heatmap_roi) = match f.frame {
-            Some(frame) => self.keep_frame(frame, sound_truth, rejected, f.model.threshold),
+            Some(frame) => {
+                // A passed part the review queue will ask about (uncertain) always keeps its image.
+                let uncertain = f
+                    .score
+                    .is_some_and(|s| s >= f.model.threshold * (1.0 - self.uncertain_margin));
+                self.keep_frame(
+                    frame,
+                    sound_truth,
+                    rejected || uncertain,
+                    rejected,
+                    f.model.threshold,
+                )
+            }
             None => ("(no frame)".to_string(), None, None, None, None),
         };
         let wall = |t: Option<Instant>| t.map(|t| self.clock.wall_us(t));
@@ -425,12 +439,13 @@ impl Orchestrator {
     }
 
     /// The frame's part of the record: the detection tally against its truth (a part is good only if it looks
-    /// and sounds good), the image kept for rejected and every Nth passed part, a rejected part's heat map and
+    /// and sounds good), the image kept for rejected, uncertain and every Nth passed part, a rejected part's heat map and
     /// the region of the frame it covers.
     fn keep_frame(
         &mut self,
         frame: Frame,
         sound_truth: Option<&str>,
+        must_keep: bool,
         rejected: bool,
         threshold: f32,
     ) -> FrameRecord {
@@ -443,7 +458,7 @@ impl Orchestrator {
         }
         let every = self.save_passed_every;
         let sample = every > 0 && read(&self.counters.passed) % every == 0;
-        let keep = rejected || sample;
+        let keep = must_keep || sample;
         let heatmap = frame.anomaly_map.filter(|_| rejected).map(|map| HeatMap {
             map,
             roi: frame.roi,

@@ -260,6 +260,29 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         .unwrap();
     assert_eq!(verdict, "REJECT", "the recorded verdict stays");
 
+    // A 2,000-character comment without spaces wraps: the page is never wider than the window.
+    conn.execute(
+        "INSERT INTO reviews (part_id, user_id, at_us, old_verdict, label, comment)
+         SELECT ?1, id, 1, 'REJECT', 'good', ?2 FROM users WHERE name = 'ana'",
+        rusqlite::params![part, "x".repeat(2000)],
+    )
+    .unwrap();
+    client.goto(&format!("{base}/#/part/{part}")).await.unwrap();
+    client.refresh().await.unwrap();
+    wait_css(&client, &format!("#part[data-part='{part}']")).await;
+    let widths = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (scroll, window) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+    assert!(
+        scroll <= window,
+        "the page is {scroll} px wide in a {window} px window"
+    );
+
     // The live page shows the line's figures.
     client.goto(&format!("{base}/#/live")).await.unwrap();
     wait_css(&client, "#tiles .tile").await;

@@ -644,3 +644,33 @@ async fn a_saturated_image_writer_skips_and_counts_images_and_no_part_waits_for_
         summary
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncertain_passed_parts_always_keep_their_image() {
+    let dir = tempfile::tempdir().unwrap();
+    // No passed part is sampled; a wide margin makes many passed parts uncertain (queued for review).
+    let config = line(
+        dir.path(),
+        "save_passed_every = 0\n[web]\nport = 0\nuncertain_margin = 0.7\n",
+    );
+    run(&config, Some(40)).await;
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let (uncertain, uncertain_kept, certain_kept): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT sum(score >= threshold * 0.3), sum(score >= threshold * 0.3 AND image_path IS NOT NULL),
+                    sum(score < threshold * 0.3 AND image_path IS NOT NULL)
+             FROM parts WHERE verdict = 'PASS'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(uncertain > 0, "no uncertain passed part to check");
+    assert_eq!(
+        uncertain_kept, uncertain,
+        "an uncertain part without its image"
+    );
+    assert_eq!(
+        certain_kept, 0,
+        "save_passed_every = 0 keeps no other passed image"
+    );
+}
