@@ -329,7 +329,7 @@ impl ElementString {
 /// years in their century by the GS1 General Specifications' rule ([`resolve_year`]).
 pub fn parse(input: &[u8], current_year: i32) -> Result<ElementString, Gs1Error> {
     let mut start = 0;
-    if crate::identity::scan::Symbology::from_prefix(input).is_some() {
+    if crate::identity::scan::Symbology::from_prefix(input).is_some_and(|s| s.is_gs1()) {
         start = 3;
     }
     while input.get(start) == Some(&GS) {
@@ -882,6 +882,13 @@ mod tests {
         );
         assert_eq!(err("(01"), Gs1Error::MalformedParentheses { position: 0 });
         assert_eq!(err("]d2"), Gs1Error::Empty);
+        assert!(
+            matches!(
+                err("]C00109506000134352"),
+                Gs1Error::UnknownAi { position: 0, .. }
+            ),
+            "not a GS1 symbology"
+        );
     }
 
     #[test]

@@ -264,6 +264,43 @@ mod tests {
     }
 
     #[test]
+    fn same_scans_at_every_split_point_with_prefix_identifier_and_suffix() {
+        let config = FramerConfig {
+            prefix: b"<<".to_vec(),
+            suffix: b">".to_vec(),
+            aim_identifier: true,
+            max_scan_bytes: 12,
+        };
+        let stream = b"<<]d2SN-1>\r\n<<SN-2>\r<<]C1SN-3\n<<]Q3SN-0123456789>\r\n<<]e0SN-4>\n";
+        let whole = feed_split(stream, &[], &config);
+        let ids: Vec<Option<String>> = whole
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .ok()
+                    .and_then(|s| s.symbology)
+                    .map(|s| s.as_string())
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                Some("]d2".into()),
+                None,
+                Some("]C1".into()),
+                None,
+                Some("]e0".into())
+            ]
+        );
+        assert_eq!(datas(&whole)[..3], ["SN-1", "SN-2", "SN-3"]);
+        assert_eq!(whole[3], Err(ScanError::TooLong { max_bytes: 12 }));
+        assert_eq!(datas(&whole)[4], "SN-4");
+        for cut in 0..=stream.len() {
+            assert_eq!(feed_split(stream, &[cut], &config), whole, "split at {cut}");
+        }
+    }
+
+    #[test]
     fn byte_by_byte_and_crlf_across_chunks() {
         let mut f = framer();
         let mut out = Vec::new();
