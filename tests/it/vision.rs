@@ -381,7 +381,8 @@ async fn rejected_parts_get_a_heat_map_next_to_their_image() {
     );
     run(&config, Some(30)).await;
     let conn = rusqlite::Connection::open(&config.record.database).unwrap();
-    let maps: Vec<(String, Option<String>, Option<String>, Option<String>)> = conn
+    type Kept = (String, Option<String>, Option<String>, Option<String>);
+    let maps: Vec<Kept> = conn
         .prepare("SELECT verdict, image_path, heatmap_path, heatmap_roi FROM parts")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
