@@ -9,6 +9,7 @@
 //! [`web`] serves the operator review page and its JSON API over the records ([`review`], [`users`]), fed live by
 //! [`live`].
 //! [`vision`] trains and evaluates the anomaly models technicians make from the station's own images.
+//! [`identity`] frames barcode scans and reads part identities from them (GS1 element strings or plain serials).
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
 pub mod acoustic;
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod identity;
 pub mod linalg;
 pub mod live;
 pub mod metrics;
