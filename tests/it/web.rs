@@ -1102,3 +1102,25 @@ async fn logout_ends_an_open_live_stream() {
     assert!(ended, "the stream goes on after logout: {text}");
     assert!(text.contains("event: session_ended"), "{text}");
 }
+
+#[test]
+fn station_review_on_a_folder_without_a_database_refuses_instead_of_creating_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"t\"\ndata_dir = \"dtaa\"\n[model]\ndir = \"{}\"\n[web]\nport = 0\n",
+            crate::common::demo_model().display()
+        ),
+    )
+    .unwrap();
+    let out = station_cmd(&["review", "--config", config.to_str().unwrap()], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("station.sqlite") && err.contains("check station.data_dir"),
+        "{err}"
+    );
+    assert!(!dir.path().join("dtaa/station.sqlite").exists());
+}
