@@ -9,6 +9,8 @@
 //! [`web`] serves the operator review page and its JSON API over the records ([`review`], [`users`]), fed live by
 //! [`live`].
 //! [`vision`] trains and evaluates the anomaly models technicians make from the station's own images.
+//! [`spc`] is the statistical process control engine: control charts with run rules, capability, ARL and
+//! two-sample comparisons, as pure functions (`station spc` charts a CSV).
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
 pub mod acoustic;
@@ -31,6 +33,7 @@ pub mod problems;
 pub mod recipe;
 pub mod review;
 pub mod rng;
+pub mod spc;
 pub mod store;
 pub mod trigger;
 pub mod users;
