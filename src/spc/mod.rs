@@ -13,6 +13,7 @@
 pub mod arl;
 pub mod attributes;
 pub mod capability;
+pub mod compare;
 pub mod constants;
 pub mod cusum;
 pub mod ewma;
