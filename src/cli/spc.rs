@@ -681,10 +681,10 @@ fn capability_text(cap: &capability::Capability) -> String {
             );
         }
     }
-    let pct = |f: Option<f64>| f.map_or("-".into(), |f| format!("{:.4}%", f * 100.0));
+    let pct = |f: Option<f64>| f.map_or("-".into(), |f| num(f * 1e6));
     let _ = writeln!(
         out,
-        "out of spec: expected {} below, {} above; observed {} below, {} above",
+        "out of spec (ppm): expected {} below, {} above; observed {} below, {} above",
         pct(cap.expected.below_lsl),
         pct(cap.expected.above_usl),
         pct(cap.observed.below_lsl),
