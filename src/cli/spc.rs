@@ -234,23 +234,40 @@ fn report(args: &SpcArgs) -> anyhow::Result<Report> {
         table: &table,
         baseline: &baseline,
     };
-    match args.chart {
+    let built = match args.chart {
         ChartKind::XbarR | ChartKind::XbarS | ChartKind::Imr => {
-            variables_report(&input, &mut report)?
+            variables_report(&input, &mut report)
         }
         ChartKind::Ewma | ChartKind::Cusum | ChartKind::Capability => {
-            smoothed_report(&input, &mut report)?
+            smoothed_report(&input, &mut report)
         }
-        _ => {
-            let chart = attributes_chart(args, &table, &baseline)?;
-            report.charts.push(chart_out(
-                &chart,
-                &table.ids(),
-                &rules_or(args, RuleSet::beyond_limits())?,
-            ));
-        }
-    }
+        _ => attributes_chart(args, &table, &baseline).and_then(|chart| {
+            let rules = rules_or(args, RuleSet::beyond_limits())?;
+            report.charts.push(chart_out(&chart, &table.ids(), &rules));
+            Ok(())
+        }),
+    };
+    built.map_err(|e| located(e, &table))?;
     Ok(report)
+}
+
+/// The engine's complaint about one point, turned into the file line it came from.
+fn located(err: anyhow::Error, table: &Table) -> anyhow::Error {
+    match err.downcast::<spc::SpcError>() {
+        Ok(spc::SpcError::BadPoint { index, what }) => table.row_error(index, what).into(),
+        Ok(spc::SpcError::SubgroupSize {
+            index,
+            size,
+            expected,
+        }) => table
+            .row_error(
+                index,
+                format!("{size} values, but subgroups need {expected}"),
+            )
+            .into(),
+        Ok(other) => other.into(),
+        Err(other) => other,
+    }
 }
 
 fn rules_or(args: &SpcArgs, default: RuleSet) -> Result<RuleSet, spc::SpcError> {

@@ -30,6 +30,12 @@ pub enum DataError {
         expected: String,
         value: String,
     },
+    #[error("{}:{line}: {what}", file.display())]
+    Row {
+        file: PathBuf,
+        line: usize,
+        what: String,
+    },
     #[error("{}: {what}", file.display())]
     Columns { file: PathBuf, what: String },
 }
@@ -112,6 +118,15 @@ impl Table {
                 self.headers.join(", ")
             ))
         })
+    }
+
+    /// A problem with the data row `row` (0-based), located by its line.
+    pub fn row_error(&self, row: usize, what: String) -> DataError {
+        DataError::Row {
+            file: self.file.clone(),
+            line: self.lines.get(row).copied().unwrap_or(0),
+            what,
+        }
     }
 
     pub fn columns_error(&self, what: String) -> DataError {

@@ -33,13 +33,13 @@ pub enum SpcError {
     BaselineTooSmall { kept: usize, needed: usize },
     #[error("index {index} is out of range (the data has {len} points)")]
     IndexOutOfRange { index: usize, len: usize },
-    #[error("subgroup {index} has {size} values; every subgroup needs {expected}")]
+    #[error("subgroup at index {index} has {size} values; every subgroup needs {expected}")]
     SubgroupSize {
         index: usize,
         size: usize,
         expected: String,
     },
-    #[error("point {index}: {what}")]
+    #[error("point at index {index}: {what}")]
     BadPoint { index: usize, what: String },
     #[error("{0}")]
     Parameter(String),

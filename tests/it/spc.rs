@@ -295,6 +295,17 @@ fn spc_bad_input_names_file_line_and_field() {
         line.contains("bad.csv:3: field `nonconforming`: expected a count >= 0, got `x`"),
         "{line}"
     );
+    std::fs::write(&file, "sample,nonconforming,n\n1,3,50\n2,60,50\n").unwrap();
+    let out = station(
+        &["spc", "--data", file.to_str().unwrap(), "--chart", "p"],
+        &root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("bad.csv:3: the count exceeds the sample size"),
+        "{line}"
+    );
     let missing = station(
         &["spc", "--data", "/nonexistent.csv", "--chart", "c"],
         &root(),
