@@ -280,28 +280,27 @@ fn spc_viscosity_imr_refit_and_ewma() {
     figure(&point(&ewma, 0, 1)["ucl"], "34.36213");
 }
 
-#[test]
-fn spc_bad_input_names_file_line_and_field() {
+/// The one error line of `station spc --chart p` on a CSV of `text`, which must exit 2.
+fn p_chart_error(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.csv");
-    std::fs::write(&file, "sample,nonconforming,n\n1,3,50\n2,x,50\n").unwrap();
+    std::fs::write(&file, text).unwrap();
     let out = station(
         &["spc", "--data", file.to_str().unwrap(), "--chart", "p"],
         &root(),
     );
     assert_eq!(out.status.code(), Some(2));
-    let line = stderr_line(&out);
+    stderr_line(&out)
+}
+
+#[test]
+fn spc_bad_input_names_file_line_and_field() {
+    let line = p_chart_error("sample,nonconforming,n\n1,3,50\n2,x,50\n");
     assert!(
         line.contains("bad.csv:3: field `nonconforming`: expected a count >= 0, got `x`"),
         "{line}"
     );
-    std::fs::write(&file, "sample,nonconforming,n\n1,3,50\n2,60,50\n").unwrap();
-    let out = station(
-        &["spc", "--data", file.to_str().unwrap(), "--chart", "p"],
-        &root(),
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let line = stderr_line(&out);
+    let line = p_chart_error("sample,nonconforming,n\n1,3,50\n2,60,50\n");
     assert!(
         line.contains("bad.csv:3: the count exceeds the sample size"),
         "{line}"
