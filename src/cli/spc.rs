@@ -87,7 +87,7 @@ pub struct SpcArgs {
     /// The data columns: the observations of a subgroup, or COUNT,SIZE [default: all but id and phase]
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     columns: Vec<String>,
-    /// ARL: shifts of the mean in process sigmas
+    /// ARL: shifts of the mean in process sigmas (with --rules: the run length under those rules)
     #[arg(
         long,
         value_delimiter = ',',
@@ -213,7 +213,10 @@ fn report(args: &SpcArgs) -> anyhow::Result<Report> {
     };
     if args.chart == ChartKind::Arl {
         for &shift_sigma in &args.shift {
-            let arl = arl::shewhart(shift_sigma, args.n, args.l)?;
+            let arl = match &args.rules {
+                Some(rules) => arl::with_rules(&RuleSet::parse(rules)?, shift_sigma, args.n)?,
+                None => arl::shewhart(shift_sigma, args.n, args.l)?,
+            };
             report.arl.push(ArlOut {
                 shift_sigma,
                 n: args.n,

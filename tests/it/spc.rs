@@ -192,6 +192,10 @@ fn spc_shewhart_arl() {
     let r: Value = serde_json::from_str(&out).unwrap();
     figure(&r["arl"][0]["arl"], "370.4");
     figure(&r["arl"][1]["arl"], "43.9");
+    let args = ["spc", "--chart", "arl", "--rules", "we", "--json"];
+    let r: Value = serde_json::from_str(&succeeded(&station(&args, &root()))).unwrap();
+    let with_rules = r["arl"][0]["arl"].as_f64().unwrap();
+    assert!((91.0..92.5).contains(&with_rules), "{with_rules}");
 }
 
 #[test]
