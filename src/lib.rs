@@ -10,6 +10,8 @@
 //! [`live`].
 //! [`vision`] trains and evaluates the anomaly models technicians make from the station's own images.
 //! [`identity`] frames barcode scans and reads part identities from them (GS1 element strings or plain serials).
+//! [`spc`] is the statistical process control engine: control charts with run rules, capability, ARL and
+//! two-sample comparisons, as pure functions (`station spc` charts a CSV).
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
 pub mod acoustic;
@@ -33,6 +35,7 @@ pub mod problems;
 pub mod recipe;
 pub mod review;
 pub mod rng;
+pub mod spc;
 pub mod store;
 pub mod trigger;
 pub mod users;

@@ -16,6 +16,8 @@ mod peer;
 mod plc;
 mod review;
 mod run;
+mod spc;
+mod spc_data;
 mod status;
 mod train_audio;
 mod train_vision;
@@ -158,6 +160,8 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Statistical process control from a CSV: control charts with run rules, EWMA, CUSUM, capability, ARL
+    Spc(Box<spc::SpcArgs>),
     /// Training data from operators' reviews
     Dataset {
         #[command(subcommand)]
@@ -248,15 +252,22 @@ enum PlcCommand {
 #[error("PLC unreachable: {0}")]
 pub struct PlcUnreachable(pub String);
 
+/// `station spc`'s data file, command line or data that the chart cannot use.
+fn bad_spc_input(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<spc_data::DataError>() || e.is::<spc::SpcUsage>() || e.is::<crate::spc::SpcError>()
+}
+
 fn exit_code(err: &anyhow::Error) -> i32 {
     let bad_training_options = |e: &(dyn std::error::Error + 'static)| {
         e.downcast_ref::<crate::vision::TrainError>()
             .is_some_and(|t| matches!(t, crate::vision::TrainError::Invalid(_)))
     };
-    if err
-        .chain()
-        .any(|e| e.is::<ConfigError>() || e.is::<clap::Error>() || bad_training_options(e))
-    {
+    if err.chain().any(|e| {
+        e.is::<ConfigError>()
+            || e.is::<clap::Error>()
+            || bad_training_options(e)
+            || bad_spc_input(e)
+    }) {
         2
     } else if err.chain().any(|e| {
         // `PipelineError` wraps these transparently: the chain shows the pipeline error, not the model's.
@@ -393,6 +404,7 @@ pub fn main() -> i32 {
         Command::Dataset {
             action: DatasetAction::Export { config, out },
         } => dataset::export(&config, &out),
+        Command::Spc(args) => spc::spc(&args),
     };
     match result {
         Ok(()) => 0,

@@ -60,6 +60,7 @@ fn every_command_has_help() {
         &["run", "--help"],
         &["validate", "--help"],
         &["bench", "--help"],
+        &["spc", "--help"],
     ] {
         let out = station(args, &root());
         assert!(out.status.success(), "{args:?}");

@@ -14,6 +14,7 @@ mod pipeline;
 mod plc;
 mod records;
 mod sources;
+mod spc;
 mod triggers;
 mod vision;
 mod web;
