@@ -119,6 +119,16 @@ function startLive() {
     thumbs.prepend(thumb(JSON.parse(ev.data)));
     while (thumbs.children.length > 48) thumbs.lastChild.remove();
   });
+  // Logout elsewhere or an expired session ends the stream: back to the login page.
+  live.addEventListener("session_ended", () => { live.close(); location.href = "/login"; });
+  // No stats for a while (the station stopped, the network dropped): say so instead of showing old figures.
+  let lastStats = Date.now();
+  live.addEventListener("stats", () => { lastStats = Date.now(); document.getElementById("lost")?.remove(); });
+  setInterval(() => {
+    if (Date.now() - lastStats < 6000 || document.getElementById("lost")) return;
+    document.getElementById("alerts").prepend(h("div", { id: "lost" },
+      "connection lost: the station is not answering (stopped, or the network is down); figures below are old"));
+  }, 1000);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
