@@ -29,6 +29,113 @@ pub enum UserError {
     Hash(String),
     #[error("no random numbers from the OS: {0}")]
     Random(String),
+    #[error("no user \"{0}\"")]
+    NoUser(String),
+    #[error(
+        "user \"{0}\" has {1} reviews or audit entries: disable them instead, the audit trail keeps their name"
+    )]
+    HasHistory(String, i64),
+}
+
+impl UserError {
+    /// A mistake in what was asked (a bad name, role or password, an unknown or existing user), not a failure.
+    pub fn is_usage(&self) -> bool {
+        !matches!(
+            self,
+            UserError::Sqlite(_) | UserError::Hash(_) | UserError::Random(_)
+        )
+    }
+}
+
+/// A user as `station user list` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRow {
+    pub name: String,
+    pub role: String,
+    pub created_us: i64,
+    pub disabled_us: Option<i64>,
+    /// When their latest session began (their last login), if any is still stored.
+    pub last_login_us: Option<i64>,
+}
+
+pub fn list_users(conn: &Connection) -> Result<Vec<UserRow>, UserError> {
+    let mut stmt = conn.prepare(
+        "SELECT u.name, u.role, u.created_us, u.disabled_us,
+                (SELECT max(created_us) FROM sessions s WHERE s.user_id = u.id)
+         FROM users u ORDER BY u.name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UserRow {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            created_us: r.get(2)?,
+            disabled_us: r.get(3)?,
+            last_login_us: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn user_id(conn: &Connection, name: &str) -> Result<i64, UserError> {
+    conn.query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| UserError::NoUser(name.to_string()))
+}
+
+/// Disables (or enables again) a user; disabling ends their sessions at once.
+pub fn set_disabled(conn: &Connection, name: &str, disabled: bool) -> Result<(), UserError> {
+    let id = user_id(conn, name)?;
+    let at = disabled.then(|| Clock::new().now_us());
+    conn.execute(
+        "UPDATE users SET disabled_us = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    if disabled {
+        conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    }
+    Ok(())
+}
+
+/// Deletes a user who never reviewed or changed anything (else they must be disabled: the audit trail names them).
+pub fn delete_user(conn: &Connection, name: &str) -> Result<(), UserError> {
+    let id = user_id(conn, name)?;
+    let history: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM reviews WHERE user_id = ?1) + (SELECT count(*) FROM audit WHERE user_id = ?1)",
+        [id],
+        |r| r.get(0),
+    )?;
+    if history > 0 {
+        return Err(UserError::HasHistory(name.to_string(), history));
+    }
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    conn.execute("DELETE FROM users WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Sets a new password; the user's sessions end (a leaked password stops working everywhere).
+pub fn set_password(conn: &Connection, name: &str, password: &str) -> Result<(), UserError> {
+    let id = user_id(conn, name)?;
+    let hash = hash_password(password)?;
+    conn.execute(
+        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+        params![id, hash],
+    )?;
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    Ok(())
+}
+
+/// An Argon2id PHC string of a password of at least 8 characters.
+fn hash_password(password: &str) -> Result<String, UserError> {
+    if password.chars().count() < 8 {
+        return Err(UserError::WeakPassword);
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| UserError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| UserError::Hash(e.to_string()))?
+        .to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,16 +202,7 @@ pub fn add_user(
     if !name_ok {
         return Err(UserError::BadName(name.to_string()));
     }
-    if password.chars().count() < 8 {
-        return Err(UserError::WeakPassword);
-    }
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| UserError::Random(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| UserError::Hash(e.to_string()))?
-        .to_string();
+    let hash = hash_password(password)?;
     let inserted = conn.execute(
         "INSERT INTO users (name, role, password_hash, created_us) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(name) DO NOTHING",
@@ -126,7 +224,7 @@ pub fn login(
 ) -> Result<Option<NewSession>, UserError> {
     let row: Option<(i64, String, String)> = conn
         .query_row(
-            "SELECT id, role, password_hash FROM users WHERE name = ?1",
+            "SELECT id, role, password_hash FROM users WHERE name = ?1 AND disabled_us IS NULL",
             [name],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -171,7 +269,7 @@ pub fn session(conn: &Connection, token: &str) -> Result<Option<SessionUser>, Us
     let row: Option<(i64, String, String, String)> = conn
         .query_row(
             "SELECT u.id, u.name, u.role, s.csrf_token FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_sha256 = ?1 AND s.expires_us > ?2",
+             WHERE s.token_sha256 = ?1 AND s.expires_us > ?2 AND u.disabled_us IS NULL",
             params![token_hash(token), Clock::new().now_us()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )

@@ -184,6 +184,38 @@ enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the users: role, created, disabled, last login
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Disable a user (their sessions end at once; the audit trail keeps their name)
+    Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Enable a disabled user again
+    Enable {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Delete a user who never reviewed anything (otherwise: disable)
+    Delete {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Set a user's password (asked for, or read from stdin); their sessions end
+    Passwd {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +299,8 @@ fn exit_code(err: &anyhow::Error) -> i32 {
             || e.is::<clap::Error>()
             || bad_training_options(e)
             || bad_spc_input(e)
+            || e.downcast_ref::<crate::users::UserError>()
+                .is_some_and(crate::users::UserError::is_usage)
     }) {
         2
     } else if err.chain().any(|e| {
@@ -392,15 +426,7 @@ pub fn main() -> i32 {
             sample_rate_hz,
         ),
         Command::Review { config } => review::review(&config),
-        Command::User {
-            action:
-                UserAction::Add {
-                    config,
-                    name,
-                    role,
-                    password_stdin,
-                },
-        } => user::add(&config, &name, &role, password_stdin),
+        Command::User { action } => user::run(action),
         Command::Dataset {
             action: DatasetAction::Export { config, out },
         } => dataset::export(&config, &out),

@@ -173,7 +173,13 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_PLC_TIMES,
     SCHEMA_PLC_PULSE,
     SCHEMA_IMAGE_QUEUE,
+    SCHEMA_USERS_DISABLED,
 ];
+
+/// User management: a disabled user keeps their name on the audit trail but cannot log in.
+const SCHEMA_USERS_DISABLED: &str = "
+ALTER TABLE users ADD COLUMN disabled_us INTEGER;
+";
 
 /// Images off the hot path: the region of the frame a heat map (at the model's resolution) covers, and the
 /// images a part skipped because the image writer was `record.image_queue_mb` behind.

@@ -780,9 +780,73 @@ async fn users_are_added_from_the_command_line_and_reviews_export_as_a_dataset()
         all.extend(args);
         let out = station_cmd(&all, stdin);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(expected), "{err}");
     }
+    // A leaver: list, a new password ends the old one and the sessions, disabling locks them out, and a user
+    // with reviews cannot be deleted (the audit trail names them) while one without can.
+    let session = users::login(&conn, "eve", "long-enough", 1)
+        .unwrap()
+        .unwrap();
+    let user = |args: &[&str], stdin: &str| {
+        let mut all = vec!["user", args[0], "-c", cfg];
+        all.extend(&args[1..]);
+        station_cmd(&all, stdin)
+    };
+    let out = user(&["passwd", "eve", "--password-stdin"], "another-long-one\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        users::session(&conn, &session.token).unwrap().is_none(),
+        "the old session lives on"
+    );
+    assert!(
+        users::login(&conn, "eve", "long-enough", 1)
+            .unwrap()
+            .is_none()
+    );
+    let session = users::login(&conn, "eve", "another-long-one", 1)
+        .unwrap()
+        .unwrap();
+    let out = user(&["disable", "eve"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(users::session(&conn, &session.token).unwrap().is_none());
+    assert!(
+        users::login(&conn, "eve", "another-long-one", 1)
+            .unwrap()
+            .is_none()
+    );
+    let listed = String::from_utf8_lossy(&user(&["list"], "").stdout).to_string();
+    let eve = listed
+        .lines()
+        .find(|l| l.starts_with("eve "))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        eve.contains("operator") && eve.matches("20").count() >= 2,
+        "{listed}"
+    );
+    let out = user(&["enable", "eve"], "");
+    assert!(out.status.success());
+    assert!(
+        users::login(&conn, "eve", "another-long-one", 1)
+            .unwrap()
+            .is_some()
+    );
+    assert!(user(&["delete", "eve"], "").status.success());
+    let out = user(&["delete", "nobody"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Reviews: a false reject, an escape, a confirmed defect, and a reviewed part without an image.
     let ana: i64 = conn
@@ -816,6 +880,10 @@ async fn users_are_added_from_the_command_line_and_reviews_export_as_a_dataset()
     review(&rejects[0], "good", None); // the latest review counts
     review(&rejects[1], "defect", Some("crack"));
     review(&passed_with_image[0], "defect", Some("spot"));
+    let out = user(&["delete", "ana"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("disable them instead"), "{err}");
     review(&passed_without_image[0], "good", None);
 
     let set = dir.path().join("set");
