@@ -283,6 +283,25 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         "the page is {scroll} px wide in a {window} px window"
     );
 
+    // A part rejected for its sound alone shows the sound's score against its threshold, with its bar.
+    conn.execute(
+        "UPDATE parts SET acoustic_score = 2.5, acoustic_threshold = 1.5,
+            reasons = '[{\"code\":\"acoustic_score_over_threshold\"}]' WHERE part_id = ?1",
+        [&part],
+    )
+    .unwrap();
+    client.refresh().await.unwrap();
+    let sound = wait_css(&client, ".score.sound").await;
+    let text = sound.text().await.unwrap();
+    assert!(
+        text.contains("sound score 2.5") && text.contains("threshold 1.5") && text.contains("over"),
+        "{text}"
+    );
+    assert!(
+        sound.find(Locator::Css(".bar em")).await.is_ok(),
+        "no threshold mark"
+    );
+
     // The live page shows the line's figures.
     client.goto(&format!("{base}/#/live")).await.unwrap();
     wait_css(&client, "#tiles .tile").await;

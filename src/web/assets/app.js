@@ -46,6 +46,23 @@ function toast(text) {
 const fmtTime = us => new Date(us / 1000).toLocaleString();
 const fmtNum = (v, d = 1) => (v === null || v === undefined) ? "–" : Number(v).toFixed(d);
 const imageUrl = p => "/api/images/" + p.split("/").map(encodeURIComponent).join("/");
+// A score against its threshold: a bar (the mark is the threshold) and the figures.
+function scoreBar(what, score, thr) {
+  const scale = Math.max(score, thr) * 1.25 || 1;
+  return h("div", { class: "score " + what },
+    h("div", { class: "bar" }, h("i", { style: `width:${Math.min(100, Math.max(0, 100 * score / scale))}%` }),
+      h("em", { style: `left:${Math.max(0, 100 * thr / scale)}%` })),
+    h("p", {}, what + " score ", h("b", {}, fmtNum(score, 4)), " · threshold ", fmtNum(thr, 4),
+      score > thr ? h("b", { class: "over" }, " over") : ""));
+}
+
+// The score that explains the verdict: the sound's when the part was rejected for its sound.
+function scoreText(p) {
+  if (reasonCodes(p).includes("acoustic_score_over_threshold") && p.acoustic_score !== undefined && p.acoustic_score !== null)
+    return "sound " + fmtNum(p.acoustic_score, 3) + " / " + fmtNum(p.acoustic_threshold, 3);
+  return fmtNum(p.score, 3) + " / " + fmtNum(p.threshold, 3);
+}
+
 const reasonCodes = p => (Array.isArray(p.reasons) ? p.reasons : []).map(r => r.code);
 
 function verdictBadge(p) {
@@ -171,7 +188,8 @@ async function queueView(view) {
     h("label", {}, "Reviewed", sel("reviewed", [["false", "not yet"], ["true", "reviewed"], ["", "either"]])),
     h("label", {}, "Verdict", sel("verdict", [["", "any"], ["REJECT", "REJECT"], ["PASS", "PASS"]])),
     h("label", {}, "Reason", sel("reason", [["", "any"], ...["score_over_threshold", "frame_fault", "model_error",
-      "deadline_missed", "pipeline_overloaded", "plc_undelivered"].map(c => [c, c])])),
+      "deadline_missed", "pipeline_overloaded", "plc_undelivered", "verdict_late_at_gate",
+      "acoustic_score_over_threshold", "audio_fault"].map(c => [c, c])])),
     h("label", {}, "Model version", sel("model_version", [["", "any"],
       ...models.recorded.map(m => [m.version, `${m.name} v${m.version} (${m.parts})`])])),
     h("label", {}, "From", h("input", { type: "datetime-local", name: "from", value: toLocal(f.from_us) })),
@@ -220,7 +238,7 @@ async function loadQueue(fresh) {
       "data-part": p.part_id, onclick: () => { location.hash = "#/part/" + p.part_id; } },
     h("td", {}, p.image_path ? h("img", { src: imageUrl(p.image_path), alt: "", loading: "lazy" }) : ""),
     h("td", {}, p.part_id), h("td", {}, fmtTime(p.decided_us)), h("td", {}, verdictBadge(p)),
-    h("td", {}, fmtNum(p.score, 3) + " / " + fmtNum(p.threshold, 3)), h("td", {}, reasonCodes(p).join(", ")),
+    h("td", {}, scoreText(p)), h("td", {}, reasonCodes(p).join(", ")),
     h("td", {}, p.model_name + " v" + p.model_version), h("td", {}, reviewText(p.review)))));
   if (!queueState.parts.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "Nothing to review.")));
   document.getElementById("more").hidden = !queueState.next;
@@ -257,7 +275,6 @@ async function partView(view, partId) {
   const stage = h("div", { class: "stage" }, frame || h("p", { class: "muted", id: "no-image" }, noImage), heat);
   const toggleHeat = () => { if (heat) heat.hidden = !heat.hidden; };
   const score = Number(p.score ?? 0), thr = Number(p.threshold);
-  const scale = Math.max(score, thr) * 1.25 || 1;
   const classSel = h("select", { id: "defect-class" },
     ...classes.map((c, i) => h("option", { value: c }, `${i + 1} ${c}`)));
   classSel.addEventListener("change", () => { classIdx = classSel.selectedIndex; });
@@ -275,8 +292,6 @@ async function partView(view, partId) {
     h("td", {}, v === null ? "–" : fmtNum(v, 2) + " ms")));
   // Columns other capabilities add (acoustic score, spectrogram) show here when the record has them.
   const extra = [];
-  if (p.acoustic_score !== undefined && p.acoustic_score !== null)
-    extra.push(h("p", {}, "acoustic score " + fmtNum(p.acoustic_score, 3)));
   if (p.spectrogram_path) extra.push(h("img", { src: imageUrl(p.spectrogram_path), alt: "spectrogram", style: "width:100%" }));
   view.replaceChildren(h("div", { class: "part", id: "part", "data-part": p.part_id },
     h("div", {}, stage,
@@ -287,9 +302,9 @@ async function partView(view, partId) {
       h("div", { class: "panel" }, h("h2", {}, p.part_id, " ", verdictBadge(p)),
         h("p", { class: "muted" }, fmtTime(p.decided_us), " · ", p.origin, p.truth ? " · truth " + p.truth : "")),
       h("div", { class: "panel" }, h("h3", {}, "Score against threshold"),
-        h("div", { class: "bar" }, h("i", { style: `width:${Math.min(100, 100 * score / scale)}%` }),
-          h("em", { style: `left:${100 * thr / scale}%` })),
-        h("p", {}, "score ", h("b", {}, fmtNum(p.score, 4)), " · threshold ", fmtNum(p.threshold, 4)),
+        scoreBar("vision", score, thr),
+        p.acoustic_score !== undefined && p.acoustic_score !== null
+          ? scoreBar("sound", Number(p.acoustic_score), Number(p.acoustic_threshold)) : null,
         h("h3", {}, "Reasons"),
         h("ul", {}, ...(p.reasons.length ? p.reasons : [{ code: "passed" }]).map(r =>
           h("li", {}, r.code, r.detail ? ": " + r.detail : "", r.stage ? " (at " + r.stage + ")" : "")))),
