@@ -96,24 +96,16 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = recorded_line(dir.path()).await;
-
-    // The review page as an operator starts it: `station review` on the recorded data folder.
+/// `station review` on the recorded data folder in `dir`; the process and the page's base URL.
+fn review_server(dir: &std::path::Path) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_station"))
-        .args([
-            "review",
-            "-c",
-            dir.path().join("station.toml").to_str().unwrap(),
-        ])
+        .args(["review", "-c", dir.join("station.toml").to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _server = Process(child);
+    let server = Process(child);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
     let base = line
@@ -123,7 +115,11 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         .trim_end_matches('/')
         .to_string();
 
-    let (_driver, client) = browser().await;
+    (server, base)
+}
+
+/// Logs in as the operator `ana` through the login form.
+async fn log_in(client: &Client, base: &str) {
     client.goto(&format!("{base}/")).await.unwrap();
     // No session: the page sends us to the login form.
     wait_css(&client, "#login-form").await;
@@ -148,6 +144,17 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         .click()
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = recorded_line(dir.path()).await;
+
+    // The review page as an operator starts it: `station review` on the recorded data folder.
+    let (_server, base) = review_server(dir.path());
+    let (_driver, client) = browser().await;
+    log_in(&client, &base).await;
 
     // The queue: pick a rejected part with an image.
     wait_css(&client, "#queue tbody tr[data-part]").await;
@@ -310,5 +317,51 @@ async fn operator_overrides_a_reject_with_the_keyboard_in_chromium() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seven_tabs_all_get_live_figures_over_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    recorded_line(dir.path()).await;
+    let (_server, base) = review_server(dir.path());
+    let (_driver, client) = browser().await;
+    log_in(&client, &base).await;
+    wait_css(&client, "#queue").await;
+    client.goto(&format!("{base}/#/live")).await.unwrap();
+    wait_css(&client, "#tiles .tile").await;
+    // Six more tabs on the live view: a browser allows 6 connections per host, so a stream per tab would
+    // leave the last ones without data (or without the page at all).
+    for _ in 0..6 {
+        let tab = client.new_window(true).await.unwrap();
+        client.switch_to_window(tab.handle).await.unwrap();
+        client.goto(&format!("{base}/#/live")).await.unwrap();
+        wait_css(&client, "#tiles .tile").await;
+    }
+    let since = client
+        .execute("return Date.now();", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    let tabs = client.windows().await.unwrap();
+    assert_eq!(tabs.len(), 7);
+    for (i, tab) in tabs.into_iter().enumerate() {
+        client.switch_to_window(tab).await.unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let at = client
+                .execute("return Number(document.body.dataset.liveAt || 0);", vec![])
+                .await
+                .unwrap()
+                .as_f64()
+                .unwrap_or(0.0);
+            if at > since {
+                break;
+            }
+            assert!(Instant::now() < until, "tab {i} got no live figures");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     client.close().await.unwrap();
 }

@@ -3,7 +3,7 @@
 "use strict";
 
 let me = null;          // { user: {name, role, csrf_token}, defect_classes, ... }
-let live = null;        // the EventSource of /api/live
+let live = null;        // this tab's share of the live stream: { source: its EventSource when it leads }
 let keyHandler = null;  // the current view's keyboard handler
 
 function h(tag, attrs, ...children) {
@@ -126,21 +126,67 @@ function showStats(s) {
   );
 }
 
-function startLive() {
-  if (live) return;
-  live = new EventSource("/api/live");
-  live.addEventListener("stats", ev => showStats(JSON.parse(ev.data)));
-  live.addEventListener("part", ev => {
+// One live stream per browser, not per tab: over HTTP/1.1 a browser opens at most 6 connections to a host, so a
+// stream per tab locked the 6th tab. The leading tab holds /api/live and passes every event to the other tabs
+// over a BroadcastChannel; it says so every second, a tab that hears no leader for 3 s takes over, and of two
+// leaders the one with the smaller id stays.
+const TAB_ID = Date.now() + Math.random();
+let lastStats = Date.now();
+
+function onLive(type, data) {
+  if (type === "stats") {
+    lastStats = Date.now();
+    document.getElementById("lost")?.remove();
+    document.body.dataset.liveAt = String(lastStats);
+    showStats(JSON.parse(data));
+  } else if (type === "part") {
     const thumbs = document.getElementById("thumbs");
     if (!thumbs) return;
-    thumbs.prepend(thumb(JSON.parse(ev.data)));
+    thumbs.prepend(thumb(JSON.parse(data)));
     while (thumbs.children.length > 48) thumbs.lastChild.remove();
-  });
-  // Logout elsewhere or an expired session ends the stream: back to the login page.
-  live.addEventListener("session_ended", () => { live.close(); location.href = "/login"; });
+  } else if (type === "session_ended") {
+    // Logout elsewhere or an expired session: back to the login page.
+    live?.source?.close();
+    location.href = "/login";
+  }
+}
+
+function startLive() {
+  if (live) return;
+  live = { source: null };
+  const channel = "BroadcastChannel" in window ? new BroadcastChannel("station-live") : null;
+  const lead = () => {
+    if (live.source) return;
+    live.source = new EventSource("/api/live");
+    for (const type of ["stats", "part", "plc", "lagged", "session_ended"]) {
+      live.source.addEventListener(type, ev => {
+        onLive(type, ev.data);
+        channel?.postMessage({ type, data: ev.data });
+      });
+    }
+    channel?.postMessage({ type: "leader", from: TAB_ID });
+  };
+  const follow = () => { live.source?.close(); live.source = null; };
+  if (!channel) lead();
+  else {
+    let leaderSeen = Date.now() - 2500;
+    channel.onmessage = ({ data: m }) => {
+      if (m.type === "leader") {
+        if (!live.source || m.from < TAB_ID) { leaderSeen = Date.now(); follow(); }
+      } else if (m.type === "who") { if (live.source) channel.postMessage({ type: "leader", from: TAB_ID }); }
+      else if (m.type === "gone") leaderSeen = 0;
+      else onLive(m.type, m.data);
+    };
+    window.addEventListener("pagehide", () => { if (live.source) channel.postMessage({ type: "gone" }); });
+    setInterval(() => {
+      if (live.source) channel.postMessage({ type: "leader", from: TAB_ID });
+      else if (Date.now() - leaderSeen > 3000) lead();
+    }, 1000);
+    // A leader answers a new tab at once; with no answer the new tab leads.
+    channel.postMessage({ type: "who" });
+    setTimeout(() => { if (!live.source && Date.now() - leaderSeen > 1200) lead(); }, 600);
+  }
   // No stats for a while (the station stopped, the network dropped): say so instead of showing old figures.
-  let lastStats = Date.now();
-  live.addEventListener("stats", () => { lastStats = Date.now(); document.getElementById("lost")?.remove(); });
   setInterval(() => {
     if (Date.now() - lastStats < 6000 || document.getElementById("lost")) return;
     document.getElementById("alerts").prepend(h("div", { id: "lost" },
