@@ -122,7 +122,7 @@ fn review_server(dir: &std::path::Path) -> (Process, String) {
 async fn log_in(client: &Client, base: &str) {
     client.goto(&format!("{base}/")).await.unwrap();
     // No session: the page sends us to the login form.
-    wait_css(&client, "#login-form").await;
+    wait_css(client, "#login-form").await;
     client
         .find(Locator::Css("#name"))
         .await
