@@ -365,3 +365,69 @@ async fn seven_tabs_all_get_live_figures_over_one_stream() {
     }
     client.close().await.unwrap();
 }
+
+/// What a layout check measures on the page: sideways scroll, the smallest visible button, the body text size.
+const LAYOUT: &str = "
+    const buttons = [...document.querySelectorAll('button, select, nav a')].filter(b => b.offsetParent !== null);
+    const small = buttons.map(b => [b.id || b.textContent.trim().slice(0, 20), b.getBoundingClientRect()])
+        .filter(([, r]) => r.height < 44 || r.width < 44).map(([n, r]) => `${n} ${r.width}x${r.height}`);
+    const defect = document.getElementById('btn-defect');
+    return { scroll: document.documentElement.scrollWidth, width: document.documentElement.clientWidth,
+        height: window.innerHeight, small, font: parseFloat(getComputedStyle(document.body).fontSize),
+        defect_bottom: defect ? defect.getBoundingClientRect().bottom : null };";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_and_part_pages_fit_a_tablet_either_way_with_touch_sized_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = recorded_line(dir.path()).await;
+    let part: String = rusqlite::Connection::open(&config.record.database)
+        .unwrap()
+        .query_row(
+            "SELECT part_id FROM parts WHERE verdict = 'REJECT' AND image_path IS NOT NULL LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (_server, base) = review_server(dir.path());
+    let (_driver, client) = browser().await;
+    log_in(&client, &base).await;
+    wait_css(&client, "#queue tbody tr").await;
+    for (w, h) in [(1024, 768), (768, 1024)] {
+        client.set_window_size(w, h).await.unwrap();
+        for (view, ready) in [
+            ("#/queue".to_string(), "#queue tbody tr".to_string()),
+            (
+                format!("#/part/{part}"),
+                format!("#part[data-part='{part}']"),
+            ),
+        ] {
+            client.goto(&format!("{base}/{view}")).await.unwrap();
+            client.refresh().await.unwrap();
+            wait_css(&client, &ready).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let m = client.execute(LAYOUT, vec![]).await.unwrap();
+            let at = format!("{view} at {w}x{h}: {m}");
+            assert!(
+                m["scroll"].as_f64() <= m["width"].as_f64(),
+                "sideways scroll, {at}"
+            );
+            assert_eq!(m["small"], json!([]), "targets under 44 px, {at}");
+            assert!(m["font"].as_f64().unwrap() >= 18.0, "{at}");
+            if view.starts_with("#/part") && (w, h) == (1024, 768) {
+                let bottom = m["defect_bottom"]
+                    .as_f64()
+                    .expect("no Confirm defect button");
+                assert!(
+                    bottom <= m["height"].as_f64().unwrap(),
+                    "Confirm defect below the fold, {at}"
+                );
+            }
+        }
+        std::fs::write(
+            artifacts().join(format!("part-{w}x{h}.png")),
+            client.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+    client.close().await.unwrap();
+}

@@ -319,11 +319,15 @@ async function partView(view, partId) {
     ? "This part's image was skipped: the image writer was behind (record.image_queue_mb). Its verdict and record are complete."
     : "No image was kept for this part.";
   const stage = h("div", { class: "stage" }, frame || h("p", { class: "muted", id: "no-image" }, noImage), heat);
-  const toggleHeat = () => { if (heat) heat.hidden = !heat.hidden; };
+  const toggleHeat = () => {
+    if (!heat) return;
+    heat.hidden = !heat.hidden;
+    document.getElementById("heat-toggle")?.setAttribute("aria-pressed", String(!heat.hidden));
+  };
   const score = Number(p.score ?? 0), thr = Number(p.threshold);
   const classSel = h("select", { id: "defect-class" },
     ...classes.map((c, i) => h("option", { value: c }, `${i + 1} ${c}`)));
-  classSel.addEventListener("change", () => { classIdx = classSel.selectedIndex; });
+  classSel.addEventListener("change", () => { classIdx = classSel.selectedIndex; classSel.blur(); });
   const comment = h("input", { type: "text", id: "comment", placeholder: "comment (optional)" });
   const review = async label => {
     const body = { part_id: p.part_id, label, comment: comment.value };
@@ -341,19 +345,12 @@ async function partView(view, partId) {
   if (p.spectrogram_path) extra.push(h("img", { src: imageUrl(p.spectrogram_path), alt: "spectrogram", style: "width:100%" }));
   view.replaceChildren(h("div", { class: "part", id: "part", "data-part": p.part_id },
     h("div", {}, stage,
-      heat ? h("p", {}, h("label", {}, h("input", { type: "checkbox", id: "heat-toggle", onchange: toggleHeat }),
-        " heat map overlay "), h("kbd", {}, "H")) : null,
+      heat ? h("button", { type: "button", id: "heat-toggle", class: "big", "aria-pressed": "false", onclick: toggleHeat },
+        "Heat map ", h("kbd", {}, "H")) : null,
       extra.length ? h("div", { class: "panel" }, h("h3", {}, "Sound"), ...extra) : null),
     h("div", {},
       h("div", { class: "panel" }, h("h2", {}, p.part_id, " ", verdictBadge(p)),
         h("p", { class: "muted" }, fmtTime(p.decided_us), " · ", p.origin, p.truth ? " · truth " + p.truth : "")),
-      h("div", { class: "panel" }, h("h3", {}, "Score against threshold"),
-        scoreBar("vision", score, thr),
-        p.acoustic_score !== undefined && p.acoustic_score !== null
-          ? scoreBar("sound", Number(p.acoustic_score), Number(p.acoustic_threshold)) : null,
-        h("h3", {}, "Reasons"),
-        h("ul", {}, ...(p.reasons.length ? p.reasons : [{ code: "passed" }]).map(r =>
-          h("li", {}, r.code, r.detail ? ": " + r.detail : "", r.stage ? " (at " + r.stage + ")" : "")))),
       h("div", { class: "panel" }, h("h3", {}, "Review"),
         h("p", { id: "review-status" }, reviewText(p.review)),
         h("div", { class: "actions" },
@@ -371,6 +368,13 @@ async function partView(view, partId) {
         p.reviews.length ? h("ul", { class: "muted" }, ...p.reviews.map(r =>
           h("li", {}, fmtTime(r.at_us), " ", r.user, ": ", r.label, r.defect_class ? " " + r.defect_class : "",
             r.comment ? " “" + r.comment + "”" : ""))) : null),
+      h("div", { class: "panel" }, h("h3", {}, "Score against threshold"),
+        scoreBar("vision", score, thr),
+        p.acoustic_score !== undefined && p.acoustic_score !== null
+          ? scoreBar("sound", Number(p.acoustic_score), Number(p.acoustic_threshold)) : null,
+        h("h3", {}, "Reasons"),
+        h("ul", {}, ...(p.reasons.length ? p.reasons : [{ code: "passed" }]).map(r =>
+          h("li", {}, r.code, r.detail ? ": " + r.detail : "", r.stage ? " (at " + r.stage + ")" : "")))),
       h("div", { class: "panel" }, h("h3", {}, "Timings"), h("table", {}, h("tbody", {}, ...stages)),
         h("p", { class: "muted" }, `model ${p.model_name} v${p.model_version} · sha256 ${String(p.model_sha256).slice(0, 12)}`,
           ` · PLC ${p.plc_status} · result code ${p.result_code}`)))));
@@ -378,7 +382,7 @@ async function partView(view, partId) {
     const k = ev.key;
     if (k === "g") review("good").catch(e => toast(e.message));
     else if (k === "d") review("defect").catch(e => toast(e.message));
-    else if (k === "h") { toggleHeat(); const t = document.getElementById("heat-toggle"); if (t) t.checked = !heat.hidden; }
+    else if (k === "h") toggleHeat();
     else if (k === "j" || k === "ArrowRight") go(1);
     else if (k === "k" || k === "ArrowLeft") go(-1);
     else if (k === "Escape") location.hash = "#/queue";
@@ -410,7 +414,8 @@ async function appPage() {
     location.href = "/login";
   });
   document.addEventListener("keydown", ev => {
-    if (ev.target.closest && ev.target.closest("input:not([type=checkbox]), select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    // Typing in a text field is not a shortcut; a drop-down never swallows G/D (it gives the focus back).
+    if (ev.target.closest && ev.target.closest("input:not([type=checkbox]), textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (keyHandler) keyHandler(ev);
   });
   window.addEventListener("hashchange", route);
