@@ -72,11 +72,6 @@ impl ImageBudget {
             bytes,
         })
     }
-
-    /// Bytes reserved now.
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Acquire)
-    }
 }
 
 /// Room reserved in the [`ImageBudget`]; released when dropped.

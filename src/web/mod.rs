@@ -237,14 +237,13 @@ async fn guard(
 
 /// `host` (with or without its port) is an IP address, `localhost`, or an allowed name.
 fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let name = if let Some(v6) = host.strip_prefix('[') {
+    if let Some(v6) = host.strip_prefix('[') {
         return v6
             .split(']')
             .next()
             .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
-    };
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
     name == "localhost"
         || name.parse::<std::net::Ipv4Addr>().is_ok()
         || allowed.iter().any(|a| a == name)
