@@ -14,6 +14,10 @@
 //! two-sample comparisons, as pure functions (`station spc` charts a CSV).
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
 
+/// This build of the station: the crate's version and `git describe` of its checkout (see `build.rs`), recorded
+/// with every run.
+pub const SOFTWARE_VERSION: &str = env!("STATION_SOFTWARE_VERSION");
+
 pub mod acoustic;
 pub mod audio;
 pub mod capture;

@@ -46,6 +46,17 @@ pub struct Counters {
     pub images_pruned_emergency: AtomicU64,
     /// Bytes of images in the images folder (a gauge kept by the record writer).
     pub images_bytes: AtomicU64,
+    /// Scans read off the scanner; scans the station was too far behind to take (their parts are NOREADs);
+    /// scanner port failures and unusable lines; scans no part came for within `identity.scan_window_ms`.
+    pub scans: AtomicU64,
+    pub scans_dropped: AtomicU64,
+    pub scanner_faults: AtomicU64,
+    pub stale_scans: AtomicU64,
+    /// Parts rejected for their identity: no scan (NOREAD), a serial seen within `identity.duplicate_window_s`,
+    /// a scan that did not parse.
+    pub noreads: AtomicU64,
+    pub duplicate_serials: AtomicU64,
+    pub identity_invalid: AtomicU64,
 }
 
 pub fn bump(counter: &AtomicU64) {
@@ -251,6 +262,22 @@ pub struct RunSummary {
     pub images_mb: f64,
     /// Acoustic figures, when the station listened.
     pub acoustic: Option<AcousticSummary>,
+    /// Identity figures, when parts are identified by a scanner or the PLC (`identity.source`).
+    pub identity: Option<IdentitySummary>,
+}
+
+/// How parts got their identities in a run.
+#[derive(Debug, Clone, Default)]
+pub struct IdentitySummary {
+    /// `scanner` or `plc`.
+    pub source: String,
+    pub scans: u64,
+    pub noreads: u64,
+    pub duplicate_serials: u64,
+    pub invalid: u64,
+    pub stale_scans: u64,
+    pub scans_dropped: u64,
+    pub scanner_faults: u64,
 }
 
 /// What the acoustic stage did in a run.
@@ -419,6 +446,20 @@ impl fmt::Display for RunSummary {
                 )?;
             }
             spread(f, "acoustic", a.latency)?;
+        }
+        if let Some(i) = &self.identity {
+            writeln!(
+                f,
+                "  identity     {}  scans {}  NOREAD {}  duplicate serials {}  invalid {}  stale scans {}  dropped {}  scanner faults {}",
+                i.source,
+                i.scans,
+                i.noreads,
+                i.duplicate_serials,
+                i.invalid,
+                i.stale_scans,
+                i.scans_dropped,
+                i.scanner_faults
+            )?;
         }
         self.fmt_records(f)
     }

@@ -16,6 +16,7 @@ use crate::problems::Problems;
 pub use crate::audio::{AudioConfig, AudioSourceConfig};
 pub use crate::capture::SourceConfig;
 pub use crate::decision::DecisionConfig;
+pub use crate::identity::{IdentityConfig, IdentitySource};
 pub use crate::model::ModelConfig;
 pub use crate::plc::{Parity, PlcConfig, PlcLink, RejectTiming, RtuConfig};
 pub use crate::preprocess::{PreprocessConfig, Roi};
@@ -77,6 +78,8 @@ pub struct Config {
     pub audio: Option<AudioConfig>,
     /// `[[recipe]]`: what the PLC's recipe number selects (see docs/PLC.md).
     pub recipes: Vec<RecipeConfig>,
+    /// `[identity]`: where a part's identity comes from (docs/IDENTITY.md).
+    pub identity: IdentityConfig,
 }
 
 /// `[station]`: what every stage reads a little of.
@@ -102,6 +105,7 @@ const SECTIONS: &[&str] = &[
     "audio",
     "recipe",
     "web",
+    "identity",
 ];
 
 impl Config {
@@ -173,6 +177,7 @@ impl Config {
             .then(|| p.section(table, "audio"));
         let recipes = p.section(table, "recipe");
         let web = p.section(table, "web");
+        let identity = p.section(table, "identity");
         let trigger = crate::trigger::config::validate(p, trigger);
         let source = crate::capture::config::validate(p, source);
         let preprocess = crate::preprocess::config::validate(p, preprocess);
@@ -182,6 +187,7 @@ impl Config {
         let audio = audio.map(|raw| crate::audio::config::validate(p, raw));
         let recipes = crate::recipe::config::validate(p, recipes, &model, &preprocess);
         let web = crate::web::config::validate(p, web, table.contains_key("web"));
+        let identity = crate::identity::config::validate(p, identity);
         Config {
             file: file.to_string(),
             station,
@@ -195,6 +201,7 @@ impl Config {
             audio,
             recipes,
             web,
+            identity,
         }
     }
 }
@@ -232,6 +239,14 @@ fn cross_checks(p: &mut Problems, config: &Config) {
                 "a PLC cannot write the station's discrete inputs: use \"command\" or \"coil\" with plc.role = \"server\"",
             );
         }
+    }
+    if config.identity.source == IdentitySource::Plc
+        && !matches!(config.trigger, TriggerConfig::Plc { .. })
+    {
+        p.problem(
+            "identity.source",
+            "\"plc\" takes the part ID the PLC gives with its trigger: it needs trigger.kind = \"plc\"",
+        );
     }
     if let Some(audio) = &config.audio
         && audio.post_ms >= config.decision.deadline_ms

@@ -44,6 +44,14 @@ pub enum Reason {
     AcousticScoreOverThreshold { score: f32, threshold: f32 },
     /// The part's sound could not be captured or scored.
     AudioFault { detail: String },
+    /// No scan came for the part within `identity.scan_window_ms` before its trigger (or the PLC gave no part
+    /// ID with a PLC identity): a part is never passed without its identity.
+    #[serde(rename = "noread")]
+    NoRead { detail: String },
+    /// The part's serial was inspected within `identity.duplicate_window_s` before, as `first_part`.
+    DuplicateSerial { serial: String, first_part: String },
+    /// The part's scan could not be read as an identity (a GS1 string that does not parse, no serial).
+    IdentityInvalid { detail: String },
 }
 
 impl Reason {
@@ -57,6 +65,9 @@ impl Reason {
             Reason::PlcUndelivered { .. } => "plc_undelivered",
             Reason::AcousticScoreOverThreshold { .. } => "acoustic_score_over_threshold",
             Reason::AudioFault { .. } => "audio_fault",
+            Reason::NoRead { .. } => "noread",
+            Reason::DuplicateSerial { .. } => "duplicate_serial",
+            Reason::IdentityInvalid { .. } => "identity_invalid",
         }
     }
 
@@ -198,6 +209,17 @@ mod tests {
 
     #[test]
     fn reasons_serialize_with_their_code() {
+        for reason in [
+            Reason::NoRead { detail: "x".into() },
+            Reason::DuplicateSerial {
+                serial: "S".into(),
+                first_part: "1-000001".into(),
+            },
+            Reason::IdentityInvalid { detail: "x".into() },
+        ] {
+            let json = serde_json::to_value(&reason).unwrap();
+            assert_eq!(json["code"], reason.code());
+        }
         let d = Decision::fail_safe(Reason::DeadlineMissed {
             deadline_ms: 50,
             stage: "inference".into(),

@@ -4,15 +4,21 @@
 //! turns a scan into a [`PartIdentity`], parsing GS1 element strings with [`gs1::parse`] and taking any other
 //! scan (a plain serial such as `SN-000123`) whole as the serial. The rules are in `docs/IDENTITY.md`.
 
+pub mod config;
 pub mod gs1;
+pub mod matcher;
+pub mod reader;
 pub mod scan;
+
+pub use config::{IdentityConfig, IdentitySource, ScannerConfig};
+pub use matcher::ScanBook;
 
 pub use gs1::{ElementString, Field, Gs1Date, Gs1Error};
 pub use scan::{FramerConfig, Scan, ScanError, ScanFramer, Symbology};
 
 /// How scans are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityConfig {
+pub struct ReadOptions {
     /// Data without a GS1 marker (GS1 symbology identifier, leading FNC1 or `(AI)`) is still taken as GS1 when it
     /// starts with the digits of a known AI: for scanners that send neither identifier nor FNC1.
     pub gs1_without_marker: bool,
@@ -34,6 +40,8 @@ pub struct PartIdentity {
     pub lot: Option<String>,
     /// AI (17).
     pub expiry: Option<Gs1Date>,
+    /// AI (11).
+    pub production_date: Option<Gs1Date>,
     /// Every GS1 element, in order (empty for a plain scan).
     pub fields: Vec<Field>,
     /// Why the scan, taken as GS1, did not parse (then no field is filled in).
@@ -42,7 +50,7 @@ pub struct PartIdentity {
 
 /// The scan holds a GS1 element string: a GS1 symbology identifier (reported by the framer or still in the
 /// data), a leading FNC1, a leading `(` + digits + `)`, or (when so configured) a known AI's digits.
-pub fn is_gs1(scan: &Scan, config: &IdentityConfig) -> bool {
+pub fn is_gs1(scan: &Scan, config: &ReadOptions) -> bool {
     let data = scan.data.as_slice();
     let marked = scan.symbology.is_some_and(|s| s.is_gs1())
         || Symbology::from_prefix(data).is_some_and(|s| s.is_gs1())
@@ -61,7 +69,7 @@ fn starts_parenthesised(data: &[u8]) -> bool {
 }
 
 /// The identity a scan gives its part: GS1 data parsed into its fields, anything else whole as the serial.
-pub fn identify(scan: &Scan, config: &IdentityConfig) -> PartIdentity {
+pub fn identify(scan: &Scan, config: &ReadOptions) -> PartIdentity {
     let mut identity = PartIdentity {
         raw: scan.raw.clone(),
         symbology: scan.symbology,
@@ -69,6 +77,7 @@ pub fn identify(scan: &Scan, config: &IdentityConfig) -> PartIdentity {
         gtin: None,
         lot: None,
         expiry: None,
+        production_date: None,
         fields: Vec::new(),
         error: None,
     };
@@ -82,6 +91,7 @@ pub fn identify(scan: &Scan, config: &IdentityConfig) -> PartIdentity {
             identity.gtin = parsed.gtin().map(str::to_string);
             identity.lot = parsed.lot().map(str::to_string);
             identity.expiry = parsed.expiry();
+            identity.production_date = parsed.production_date();
             identity.fields = parsed.fields;
         }
         Err(e) => identity.error = Some(e),
@@ -93,7 +103,7 @@ pub fn identify(scan: &Scan, config: &IdentityConfig) -> PartIdentity {
 mod tests {
     use super::*;
 
-    const CONFIG: IdentityConfig = IdentityConfig {
+    const CONFIG: ReadOptions = ReadOptions {
         gs1_without_marker: false,
         current_year: 2026,
     };
@@ -123,7 +133,7 @@ mod tests {
             identify(&digits, &CONFIG).serial.as_deref(),
             Some("10123456")
         );
-        let as_gs1 = IdentityConfig {
+        let as_gs1 = ReadOptions {
             gs1_without_marker: true,
             ..CONFIG
         };

@@ -173,6 +173,30 @@ pub struct PartRow {
     /// The error bound of `triggered_us` for a PLC trigger (see [`crate::part::PlcTag::uncertainty_us`]).
     #[serde(default)]
     pub trigger_uncertainty_us: Option<u32>,
+    /// Who the part is (a scan, or the PLC's part ID); `None` with `identity.source = "sequence"`.
+    #[serde(default)]
+    pub identity: Option<IdentityRow>,
+}
+
+/// The identity columns of a part's row (its `attempt` and `previous_part_id` are found by the writer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityRow {
+    /// `scanner` or `plc`.
+    pub source: String,
+    /// The scan's bytes as received (terminator excluded); `None` for a NOREAD or a PLC identity.
+    pub raw: Option<Vec<u8>>,
+    /// The AIM symbology identifier, e.g. `]d2`.
+    pub symbology: Option<String>,
+    pub serial: Option<String>,
+    pub gtin: Option<String>,
+    pub lot: Option<String>,
+    /// GS1 dates as `YYYY-MM-DD` (`YYYY-MM` when the day was 00).
+    pub expiry: Option<String>,
+    pub production_date: Option<String>,
+    /// Every GS1 element in order, as JSON: `[{"ai":"01","value":"..."}, ...]`.
+    pub gs1_fields: Option<String>,
+    /// Why the scan could not be read as an identity.
+    pub error: Option<String>,
 }
 
 /// The acoustic columns of a part's row.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::identities::Identities;
 use super::inflight::InFlight;
 use super::listener::{Listener, open_acoustic};
 use super::orchestrator::{Inputs, Orchestrator};
@@ -20,6 +21,8 @@ use crate::audio::AudioInput;
 use crate::capture::{self, FrameSource};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::identity::IdentitySource;
+use crate::identity::reader::{self, ScanEvent};
 use crate::metrics::{AcousticSummary, Counters};
 use crate::model::{self, Model, ModelInfo};
 use crate::part::record::{ImageBudget, RecordMsg};
@@ -96,9 +99,11 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
     let pre = Preprocessor::new(&config.preprocess, &models.model.manifest.input);
     workers.vision(ends, source, pre, models, &records, &counters)?;
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Before the trigger: a part triggered once the line is up finds the scanner reading.
+    let scans = start_scanner(config, &counters, stop_rx.clone())?;
     let trigger = Trigger::bind(&config.trigger, plc_triggers).await?;
     let http_trigger = trigger.http_addr();
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (trigger_tx, triggers) = mpsc::channel::<TriggerEvent>(config.station.queue_depth);
     let trigger_task = tokio::spawn(trigger.run(trigger_tx, limit, stop_rx));
     let deadline = Duration::from_millis(config.decision.deadline_ms);
@@ -127,6 +132,7 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
         model_tx: opts.tap.as_ref().map(|t| t.model.clone()),
         base_in_force: true,
         used_models: vec![format!("{} v{}", info.name, info.version)],
+        identities: Identities::new(&config.identity),
     };
     let inputs = Inputs {
         triggers,
@@ -134,6 +140,7 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
         sounds: workers.sounds,
         recipes,
         swaps,
+        scans,
     };
     let line = Line {
         orchestrator,
@@ -148,6 +155,32 @@ pub async fn build(config: &Config, opts: &RunOptions) -> Result<(Line, Inputs),
         threads: workers.threads,
     };
     Ok((line, inputs))
+}
+
+/// The scanner's reader, when parts are identified by scans: its port must open now (later failures reopen it).
+fn start_scanner(
+    config: &Config,
+    counters: &Arc<Counters>,
+    stop: watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<ScanEvent>, PipelineError> {
+    let (tx, rx) = mpsc::channel(64);
+    if let IdentitySource::Scanner(scanner) = &config.identity.source {
+        let port = reader::open(scanner).map_err(PipelineError::Scanner)?;
+        tracing::info!(
+            "identity: scanner on {} at {} baud; a scan is a part's within {} ms before its trigger",
+            scanner.port.display(),
+            scanner.baud,
+            scanner.scan_window_ms
+        );
+        tokio::spawn(reader::run(
+            scanner.clone(),
+            Some(port),
+            tx,
+            counters.clone(),
+            stop,
+        ));
+    }
+    Ok(rx)
 }
 
 /// The active model, and the shadow model beside it when configured.

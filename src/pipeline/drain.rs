@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::build::{Line, PlcParts};
 use super::orchestrator::{Orchestrator, StageLatencies};
-use crate::metrics::{AcousticSummary, Counters, Detection, RunSummary, Spread, read};
+use crate::metrics::{
+    AcousticSummary, Counters, Detection, IdentitySummary, RunSummary, Spread, read,
+};
 use crate::plc;
 
 /// What the orchestrator kept of the run.
@@ -20,6 +22,8 @@ struct Figures {
     acoustic: Option<AcousticSummary>,
     started: Instant,
     counters: std::sync::Arc<Counters>,
+    /// `identity.source`, unless the station's own sequence.
+    identity_source: Option<&'static str>,
 }
 
 impl Orchestrator {
@@ -32,6 +36,7 @@ impl Orchestrator {
             models: self.used_models,
             started: self.started,
             counters: self.counters,
+            identity_source: self.identities.source_name(),
         }
     }
 }
@@ -136,5 +141,15 @@ fn summary(
         images_pruned_emergency: read(&c.images_pruned_emergency),
         images_mb: read(&c.images_bytes) as f64 / (1024.0 * 1024.0),
         acoustic: figures.acoustic,
+        identity: figures.identity_source.map(|source| IdentitySummary {
+            source: source.into(),
+            scans: read(&c.scans),
+            noreads: read(&c.noreads),
+            duplicate_serials: read(&c.duplicate_serials),
+            invalid: read(&c.identity_invalid),
+            stale_scans: read(&c.stale_scans),
+            scans_dropped: read(&c.scans_dropped),
+            scanner_faults: read(&c.scanner_faults),
+        }),
     }
 }

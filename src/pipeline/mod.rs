@@ -26,6 +26,7 @@
 
 pub mod build;
 pub mod drain;
+pub mod identities;
 pub mod inflight;
 pub mod listener;
 pub mod orchestrator;
@@ -65,6 +66,8 @@ pub enum PipelineError {
     Audio(AudioError),
     #[error("acoustic model {model}: {detail}")]
     AcousticMismatch { model: String, detail: String },
+    #[error("{0}")]
+    Scanner(String),
 }
 
 /// Addresses of a started line, for whoever drives it (tests, a line controller).

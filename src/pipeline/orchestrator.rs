@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::identities::Identities;
 use super::inflight::{Admission, Count, Finished, Heard, InFlight, Now, Outcome};
 use super::listener::Listener;
 use crate::acoustic::AcousticReport;
 use crate::clock::Clock;
 use crate::decision::{Reason, ResultCode, Verdict};
+use crate::identity::reader::ScanEvent;
 use crate::metrics::{Counters, Detection, Latencies, bump, read};
 use crate::model::heatmap::HeatMap;
 use crate::part::record::{Drawing, ImageBudget, PartRecord, PartRow, PlcOutcome, RecordMsg};
@@ -41,6 +43,8 @@ pub struct Inputs {
     pub sounds: mpsc::Receiver<AcousticReport>,
     pub recipes: mpsc::Receiver<recipe::LoadResult>,
     pub swaps: mpsc::Receiver<recipe::Loaded>,
+    /// Scans from the scanner (never sends without `identity.source = "scanner"`).
+    pub scans: mpsc::Receiver<ScanEvent>,
 }
 
 pub struct Orchestrator {
@@ -74,6 +78,8 @@ pub struct Orchestrator {
     pub base_in_force: bool,
     /// Every model put in force in this run, in order ("name vX").
     pub used_models: Vec<String>,
+    /// Each part's identity (`[identity]`), assigned at its trigger.
+    pub identities: Identities,
 }
 
 /// The frame's part of a record: origin, truth, the frame kept, its heat map, the heat map's region.
@@ -111,6 +117,8 @@ impl Orchestrator {
                     self.carry_out(outcomes).await;
                 }
                 Some(report) = inputs.sounds.recv(), if listening => self.on_sound(report).await,
+                // Before triggers: a scan that came before a trigger is there when the trigger is matched.
+                Some(scan) = inputs.scans.recv() => self.identities.scanned(scan),
                 _ = async { tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)).await },
                     if next_deadline.is_some() => {
                     self.follow_threshold();
@@ -166,6 +174,8 @@ impl Orchestrator {
     async fn on_trigger(&mut self, event: TriggerEvent) {
         self.follow_threshold();
         let seq = self.parts.begin();
+        self.identities
+            .assign(seq, &part_id(self.run_id, seq), &event, &self.counters);
         if let Some(plc_tx) = &self.plc_tx {
             let msg = PlcMsg::Triggered {
                 seq,
@@ -309,12 +319,17 @@ impl Orchestrator {
     }
 
     /// Records the verdict, tells the PLC, updates the figures.
-    async fn finish(&mut self, f: Finished) {
+    async fn finish(&mut self, mut f: Finished) {
         let decided = Instant::now();
+        let identity = self.identities.take(f.seq);
+        if let Some(problem) = identity.problem {
+            f.decision.add(problem);
+        }
         let rejected = f.decision.verdict == Verdict::Reject;
         let code = f.decision.result_code();
         self.tally(&f, decided, rejected);
         let mut record = self.record(f, decided, rejected);
+        record.row.identity = identity.row;
         let skipped = record.reserve_images(&self.images);
         if skipped > 0 {
             self.counters
@@ -428,6 +443,7 @@ impl Orchestrator {
             plc_part_id: f.tag.map(|t| t.part_id),
             encoder: f.tag.map(|t| t.encoder),
             trigger_uncertainty_us: f.tag.map(|t| t.uncertainty_us),
+            identity: None,
         };
         PartRecord {
             row,

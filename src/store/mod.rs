@@ -174,7 +174,28 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_PLC_PULSE,
     SCHEMA_IMAGE_QUEUE,
     SCHEMA_USERS_DISABLED,
+    SCHEMA_IDENTITY,
 ];
+
+/// Part identity (issue 15): the scan as received and as parsed, the serial's attempt (a serial seen again is a
+/// re-inspection, linked to its last attempt), and the software that judged each run.
+const SCHEMA_IDENTITY: &str = "
+ALTER TABLE parts ADD COLUMN identity_source TEXT;
+ALTER TABLE parts ADD COLUMN scan_raw BLOB;
+ALTER TABLE parts ADD COLUMN scan_symbology TEXT;
+ALTER TABLE parts ADD COLUMN serial TEXT;
+ALTER TABLE parts ADD COLUMN gtin TEXT;
+ALTER TABLE parts ADD COLUMN lot TEXT;
+ALTER TABLE parts ADD COLUMN expiry TEXT;
+ALTER TABLE parts ADD COLUMN production_date TEXT;
+ALTER TABLE parts ADD COLUMN gs1_fields TEXT;
+ALTER TABLE parts ADD COLUMN identity_error TEXT;
+ALTER TABLE parts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE parts ADD COLUMN previous_part_id TEXT;
+ALTER TABLE runs ADD COLUMN software_version TEXT;
+CREATE INDEX parts_by_serial ON parts(serial, id);
+CREATE INDEX parts_by_lot ON parts(lot, id);
+";
 
 /// User management: a disabled user keeps their name on the audit trail but cannot log in.
 const SCHEMA_USERS_DISABLED: &str = "
@@ -320,8 +341,8 @@ impl Store {
         }
         let now = crate::clock::Clock::new().now_us();
         conn.execute(
-            "INSERT INTO runs (station, config, started_us) VALUES (?1, ?2, ?3)",
-            params![station, config_file, now],
+            "INSERT INTO runs (station, config, started_us, software_version) VALUES (?1, ?2, ?3, ?4)",
+            params![station, config_file, now, crate::SOFTWARE_VERSION],
         )
         .map_err(sql)?;
         let run_id = conn.last_insert_rowid();

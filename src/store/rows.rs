@@ -74,6 +74,15 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
             acoustic_model_version = ?5, acoustic_model_sha256 = ?6, acoustic_truth = ?7, spectrogram_path = ?8
          WHERE part_id = ?1",
     )?;
+    // Once per part (a replayed row changes nothing); the attempt counts the serial's earlier rows.
+    let mut identity = tx.prepare_cached(
+        "UPDATE parts SET identity_source = ?2, scan_raw = ?3, scan_symbology = ?4, serial = ?5, gtin = ?6,
+            lot = ?7, expiry = ?8, production_date = ?9, gs1_fields = ?10, identity_error = ?11,
+            attempt = 1 + (SELECT count(*) FROM parts p WHERE p.serial = ?5 AND p.id < parts.id),
+            previous_part_id =
+                (SELECT p.part_id FROM parts p WHERE p.serial = ?5 AND p.id < parts.id ORDER BY p.id DESC LIMIT 1)
+         WHERE part_id = ?1 AND identity_source IS NULL",
+    )?;
     let mut delivered = tx.prepare_cached(
         "UPDATE parts SET actuated_us = ?2, result_written_us = ?3, reject_on_us = ?4, reject_pulse = ?5,
             plc_status = 'delivered'
@@ -142,6 +151,21 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
                         a.model_sha256,
                         a.truth,
                         a.spectrogram_path,
+                    ])?;
+                }
+                if let Some(i) = &r.identity {
+                    identity.execute(params![
+                        r.part_id,
+                        i.source,
+                        i.raw,
+                        i.symbology,
+                        i.serial,
+                        i.gtin,
+                        i.lot,
+                        i.expiry,
+                        i.production_date,
+                        i.gs1_fields,
+                        i.error,
                     ])?;
                 }
             }

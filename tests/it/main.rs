@@ -9,6 +9,7 @@ mod config;
 mod defects;
 mod e2e;
 mod failsafe;
+mod identity;
 mod machines;
 mod pipeline;
 mod plc;

@@ -235,7 +235,7 @@ async function queueView(view) {
     h("label", {}, "Verdict", sel("verdict", [["", "any"], ["REJECT", "REJECT"], ["PASS", "PASS"]])),
     h("label", {}, "Reason", sel("reason", [["", "any"], ...["score_over_threshold", "frame_fault", "model_error",
       "deadline_missed", "pipeline_overloaded", "plc_undelivered", "verdict_late_at_gate",
-      "acoustic_score_over_threshold", "audio_fault"].map(c => [c, c])])),
+      "acoustic_score_over_threshold", "audio_fault", "noread", "duplicate_serial", "identity_invalid"].map(c => [c, c])])),
     h("label", {}, "Model version", sel("model_version", [["", "any"],
       ...models.recorded.map(m => [m.version, `${m.name} v${m.version} (${m.parts})`])])),
     h("label", {}, "From", h("input", { type: "datetime-local", name: "from", value: toLocal(f.from_us) })),
