@@ -41,6 +41,7 @@ pub mod review;
 pub mod rng;
 pub mod spc;
 pub mod store;
+pub mod trace;
 pub mod trigger;
 pub mod users;
 pub mod vision;

@@ -19,6 +19,7 @@ mod run;
 mod spc;
 mod spc_data;
 mod status;
+mod trace;
 mod train_audio;
 mod train_vision;
 mod user;
@@ -71,6 +72,21 @@ enum Command {
     Status {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// A part's whole history from its serial, part id or PLC part ID (every attempt, verdict, reasons, scores,
+    /// images, reviews), or a lot's figures and parts with --lot
+    Trace {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A serial, a part id (12-000042) or a PLC part ID
+        #[arg(required_unless_present = "lot", conflicts_with = "lot")]
+        key: Option<String>,
+        /// A lot: counts, yield, reject reasons, confirmed defects by class, every part
+        #[arg(long, value_name = "LOT")]
+        lot: Option<String>,
+        /// Print the history as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Measure per-stage and end-to-end latency against the bare model's session.run on the same frames
     Bench {
@@ -279,6 +295,21 @@ enum PlcCommand {
     },
 }
 
+/// The station's database, which must exist: a mistyped data_dir must not open an empty database it just created.
+fn existing_database(config: &crate::config::Config) -> Result<&std::path::Path, ConfigError> {
+    let db = &config.record.database;
+    if db.is_file() {
+        return Ok(db);
+    }
+    Err(ConfigError::Read {
+        path: db.display().to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no station database here: check station.data_dir and record.database (station run creates it)",
+        ),
+    })
+}
+
 /// Exit code for an error, by what failed.
 #[derive(Debug, thiserror::Error)]
 #[error("PLC unreachable: {0}")]
@@ -369,6 +400,12 @@ pub fn main() -> i32 {
         } => run::run(&config, max_parts, quiet),
         Command::Validate { config } => validate::validate(&config),
         Command::Status { config } => status::status(&config),
+        Command::Trace {
+            config,
+            key,
+            lot,
+            json,
+        } => trace::trace(&config, key.as_deref(), lot.as_deref(), json),
         Command::Bench {
             config,
             parts,

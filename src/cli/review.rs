@@ -4,22 +4,11 @@ use std::io::Write as _;
 
 use anyhow::Context;
 
-use super::{ConfigArg, load_config, runtime};
+use super::{ConfigArg, existing_database, load_config, runtime};
 
 pub fn review(arg: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(arg)?;
-    // A mistyped data_dir must not serve an empty database it just created.
-    let db = &config.record.database;
-    if !db.is_file() {
-        return Err(crate::config::ConfigError::Read {
-            path: db.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no station database here: check station.data_dir and record.database (station run creates it)",
-            ),
-        }
-        .into());
-    }
+    existing_database(&config)?;
     let rt = runtime()?;
     rt.block_on(async {
         let (addr, server) = crate::web::start(&config.record.database, &config.web, None)

@@ -1,5 +1,6 @@
 //! `/api/parts`: the review queue and part lists (filtered, keyset-paged, newest first) and one part's record
-//! with its reviews and per-stage timings.
+//! with its reviews and per-stage timings; `/api/trace/{key}` a part's history from its serial, part id or PLC part
+//! ID, and `/api/lots/{lot}` a lot's figures and parts (see `crate::trace`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -14,6 +15,33 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/parts", get(list))
         .route("/api/parts/{part_id}", get(one))
+        .route("/api/trace/{key}", get(history))
+        .route("/api/lots/{lot}", get(lot))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    Path(key): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let margin = state.web.uncertain_margin;
+    let found = state
+        .db
+        .call(move |conn| crate::trace::part_history(conn, &key, margin))
+        .await?;
+    Ok(Json(found))
+}
+
+async fn lot(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    Path(lot): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let found = state
+        .db
+        .call(move |conn| crate::trace::lot(conn, &lot))
+        .await?;
+    Ok(Json(found))
 }
 
 async fn list(

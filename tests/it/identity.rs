@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use inspection_station::review;
+use inspection_station::users::{self, Role};
+
 use crate::common::station;
 
 /// A socat pseudo-terminal pair: the station opens `station_end`, the test writes scans into `scanner_end`.
@@ -349,6 +352,94 @@ fn scans_from_a_serial_scanner_identify_parts_and_noread_or_duplicates_reject() 
         (again.attempt, again.previous.as_deref()),
         (2, Some(parts[7].part_id.as_str()))
     );
+
+    // Traced: an operator confirms the GS1 part as a scratch; its serial, part id and lot find it.
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let ana = users::add_user(&conn, "ana", Role::Operator, "secret-pass").unwrap();
+    let review = review::NewReview {
+        label: "defect".into(),
+        defect_class: Some("scratch".into()),
+        comment: "edge".into(),
+    };
+    review::add_review(
+        &conn,
+        &parts[1].part_id,
+        ana,
+        &review,
+        &config.web.defect_classes,
+    )
+    .unwrap();
+    let history = trace_json(&config_path, &["SER7"]);
+    assert_eq!(history["attempts"], 1);
+    let p = &history["parts"][0];
+    assert_eq!(
+        (&p["part_id"], &p["lot"], &p["gtin"], &p["station"]),
+        (
+            &serde_json::json!(parts[1].part_id),
+            &serde_json::json!("LOT42"),
+            &serde_json::json!("09506000134352"),
+            &serde_json::json!("test")
+        )
+    );
+    assert_eq!(p["reviews"][0]["defect_class"], "scratch");
+    assert_eq!(
+        p["scan_raw"],
+        "]d201095060001343521726123110LOT42\\x1d21SER7"
+    );
+    assert!(
+        p["software_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        trace_json(&config_path, &[&parts[1].part_id])["parts"],
+        history["parts"]
+    );
+    // SN-0001: both attempts, oldest first; SN-0009 across two runs.
+    let sn1 = trace_json(&config_path, &["SN-0001"]);
+    assert_eq!(sn1["attempts"], 2);
+    assert_eq!(sn1["parts"][1]["reasons"][0]["code"], "duplicate_serial");
+    assert_eq!(trace_json(&config_path, &["SN-0009"])["attempts"], 2);
+    let lot = trace_json(&config_path, &["--lot", "LOT42"]);
+    assert_eq!(
+        (&lot["parts"], &lot["confirmed_defects_by_class"]["scratch"]),
+        (&serde_json::json!(1), &serde_json::json!(1))
+    );
+    // The text form says the same; an unknown serial is an error that names it.
+    let out = trace(&config_path, &["SN-0001"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("SN-0001: 2 attempt(s)")
+            && text.contains("duplicate_serial"),
+        "{text}"
+    );
+    let out = trace(&config_path, &["NO-SUCH-SERIAL"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NO-SUCH-SERIAL"));
+}
+
+fn trace(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_station"))
+        .arg("trace")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn trace_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = trace(config, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
