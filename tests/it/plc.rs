@@ -1295,3 +1295,69 @@ async fn after_an_outage_of_any_length_the_station_is_back_within_half_a_second(
         assert!(back < 500.0, "{back:.0} ms after a {cut_s} s outage");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plcs_part_id_is_the_parts_identity_and_a_later_run_counts_attempts() {
+    // Parts 70000..70005 (above 16 bits: both registers count), then the same six IDs again.
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 6, "period_ms": 120, "wait_for_go": true, "linger_s": 1.0,
+               "run_s": 30, "first_part_id": 70_000}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             timeout_ms = 500\n[identity]\nsource = \"plc\"\nduplicate_window_s = 600\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 6).await;
+    sim.go();
+    finish(line).await;
+    let report = report_of(sim);
+    let mut sim = Sim::start(
+        json!({"role": "server", "parts": 3, "period_ms": 120, "wait_for_go": true, "linger_s": 1.0,
+               "run_s": 30, "first_part_id": 70_003}),
+    );
+    let config = station(
+        dir.path(),
+        &format!(
+            "[trigger]\nkind = \"plc\"\n{SYNTHETIC}[plc]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\n\
+             timeout_ms = 500\n[identity]\nsource = \"plc\"\nduplicate_window_s = 600\n",
+            sim.ready
+        ),
+    );
+    let (line, _) = start_line(&config, 3).await;
+    sim.go();
+    finish(line).await;
+    drop(report_of(sim));
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    type IdRow = (String, Option<String>, Option<i64>, i64, String);
+    let rows: Vec<IdRow> = conn
+        .prepare(
+            "SELECT identity_source, serial, plc_part_id, attempt, reasons FROM parts ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let sent: Vec<u32> = report.triggers.iter().map(|t| t.part_id).collect();
+    assert_eq!(sent, (70_000..70_006).collect::<Vec<_>>());
+    assert_eq!(rows.len(), 9, "{rows:?}");
+    for (i, (source, serial, plc_id, attempt, reasons)) in rows.iter().enumerate() {
+        let expected = if i < 6 { 70_000 + i } else { 70_003 + i - 6 };
+        assert_eq!(source, "plc");
+        assert_eq!(serial.as_deref(), Some(expected.to_string().as_str()));
+        assert_eq!(*plc_id, Some(expected as i64));
+        // A later run's part with an earlier ID is a re-inspection (a new process: not a duplicate).
+        assert_eq!(*attempt, if i < 6 { 1 } else { 2 }, "row {i}");
+        assert!(
+            !reasons.contains("noread") && !reasons.contains("duplicate_serial"),
+            "{reasons}"
+        );
+    }
+}
