@@ -24,6 +24,7 @@ mod train_audio;
 mod train_vision;
 mod user;
 mod validate;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,11 @@ enum Command {
         /// Print the history as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Recompute the tamper-evident record chain and check it against the records and their image files
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Measure per-stage and end-to-end latency against the bare model's session.run on the same frames
     Bench {
@@ -400,6 +406,7 @@ pub fn main() -> i32 {
         } => run::run(&config, max_parts, quiet),
         Command::Validate { config } => validate::validate(&config),
         Command::Status { config } => status::status(&config),
+        Command::Verify { config } => verify::verify(&config),
         Command::Trace {
             config,
             key,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+pub mod chain;
 pub mod config;
 pub mod journal;
 pub mod retention;
@@ -175,7 +176,22 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_IMAGE_QUEUE,
     SCHEMA_USERS_DISABLED,
     SCHEMA_IDENTITY,
+    SCHEMA_CHAIN,
 ];
+
+/// The tamper-evident record (`chain.rs`): every part record and PLC event, hash-chained.
+const SCHEMA_CHAIN: &str = "
+CREATE TABLE record_chain (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    files TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX record_chain_by_ref ON record_chain(ref, kind);
+";
 
 /// Part identity (issue 15): the scan as received and as parsed, the serial's attempt (a serial seen again is a
 /// re-inspection, linked to its last attempt), and the software that judged each run.
@@ -317,7 +333,7 @@ impl Store {
                 path: config.journal.display().to_string(),
                 source,
             })?;
-            commit(&conn, &rows).map_err(sql)?;
+            commit(&conn, db_path.parent().unwrap_or(Path::new(".")), &rows).map_err(sql)?;
             journal.clear().map_err(|source| StoreError::Dir {
                 path: config.journal.display().to_string(),
                 source,
@@ -380,9 +396,9 @@ impl Store {
 }
 
 /// Writes rows in one transaction.
-fn commit(conn: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
+fn commit(conn: &Connection, data_dir: &Path, rows: &[Row]) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
-    rows::insert(&tx, rows)?;
+    rows::insert(&tx, rows, data_dir)?;
     tx.commit()
 }
 

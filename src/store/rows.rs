@@ -3,7 +3,11 @@
 //! journal and replayed later. Writing is idempotent: a row replayed twice (a crash between the database commit
 //! and the journal's truncation) changes nothing the second time.
 
+use std::path::Path;
+
 use rusqlite::{Transaction, params};
+
+use super::chain;
 use serde::{Deserialize, Serialize};
 
 pub use crate::part::record::{AcousticRow, PartRow};
@@ -60,7 +64,9 @@ pub struct ShadowRow {
 }
 
 /// Writes `rows` in the transaction, in order.
-pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
+/// Each part row and each event is appended to the record chain once (a replayed row that changes nothing adds
+/// no entry); `data_dir` is where the rows' image paths are relative to.
+pub fn insert(tx: &Transaction, rows: &[Row], data_dir: &Path) -> rusqlite::Result<()> {
     let mut part = tx.prepare_cached(
         "INSERT OR IGNORE INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us,
             preprocessed_us, inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
@@ -113,7 +119,7 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
     for row in rows {
         match row {
             Row::Part(r) => {
-                part.execute(params![
+                let inserted = part.execute(params![
                     r.part_id,
                     r.run_id,
                     r.seq as i64,
@@ -168,6 +174,11 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
                         i.error,
                     ])?;
                 }
+                if inserted > 0 {
+                    let payload = serde_json::to_string(&**r).unwrap_or_default();
+                    let files = chain::files_json(data_dir, r);
+                    chain::append(tx, "part", &r.part_id, &payload, &files)?;
+                }
             }
             Row::Shadow(s) => {
                 shadow.execute(params![
@@ -188,29 +199,33 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
                 reject_on_us,
                 reject_pulse,
             } => {
-                delivered.execute(params![
+                let changed = delivered.execute(params![
                     part_id,
                     actuated_us,
                     result_written_us,
                     reject_on_us,
                     reject_pulse
                 ])?;
+                chain_event(tx, row, "plc_delivered", part_id, changed)?;
             }
             Row::PulseEnded {
                 part_id,
                 reject_off_us,
             } => {
-                pulse_ended.execute(params![part_id, reject_off_us])?;
+                let changed = pulse_ended.execute(params![part_id, reject_off_us])?;
+                chain_event(tx, row, "pulse_ended", part_id, changed)?;
             }
             Row::Undelivered {
                 part_id,
                 detail,
                 reject_pulse,
             } => {
-                undelivered.execute(params![part_id, detail, reject_pulse])?;
+                let changed = undelivered.execute(params![part_id, detail, reject_pulse])?;
+                chain_event(tx, row, "plc_undelivered", part_id, changed)?;
             }
             Row::RejectedAtGate { part_id, detail } => {
-                at_gate.execute(params![part_id, detail])?;
+                let changed = at_gate.execute(params![part_id, detail])?;
+                chain_event(tx, row, "rejected_at_gate", part_id, changed)?;
             }
             Row::RunEnd {
                 run_id,
@@ -221,4 +236,19 @@ pub fn insert(tx: &Transaction, rows: &[Row]) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A later event on a part, chained when it changed the part's row.
+fn chain_event(
+    tx: &Transaction,
+    row: &Row,
+    kind: &str,
+    part_id: &str,
+    changed: usize,
+) -> rusqlite::Result<()> {
+    if changed == 0 {
+        return Ok(());
+    }
+    let payload = serde_json::to_string(row).unwrap_or_default();
+    chain::append(tx, kind, part_id, &payload, "[]")
 }

@@ -149,7 +149,7 @@ impl Store {
             self.replay();
         }
         if self.backlog() == 0 && !rows.is_empty() {
-            match commit(&self.conn, &rows) {
+            match commit(&self.conn, &self.data_dir, &rows) {
                 Ok(()) => {
                     self.committed(&rows);
                     return;
@@ -173,7 +173,7 @@ impl Store {
             }
         };
         rows.extend(self.held.iter().cloned());
-        match commit(&self.conn, &rows) {
+        match commit(&self.conn, &self.data_dir, &rows) {
             Ok(()) => {
                 if let Err(e) = self.journal.clear() {
                     // The rows are in the database; a replay of them again changes nothing.

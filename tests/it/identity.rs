@@ -462,3 +462,103 @@ fn a_scanner_port_that_cannot_be_opened_stops_the_start_and_says_which() {
         "{text}"
     );
 }
+
+/// Copies the data folder of `from` (database and images) into a fresh folder with the same config.
+fn copy_station(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from.join("data"))
+        .arg(from.join("station.toml"))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn verify(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_station"))
+        .args(["verify", "--config"])
+        .arg(dir.join("station.toml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn station_verify_passes_an_untouched_record_and_names_an_edit_a_deletion_a_reorder_and_a_swapped_file()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo's simulated PLC: each part's delivery is a chained event too.
+    let config = station(
+        dir.path(),
+        "[trigger]\nkind = \"interval\"\ninterval_ms = 20\n[plc]\nkind = \"simulated\"\n\
+         [source]\nkind = \"synthetic\"\nseed = 7\ndefect_fraction = 0.4\n[record]\nsave_passed_every = 3\n",
+    );
+    finished(run_station(&dir.path().join("station.toml"), 24));
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("24 parts") && text.contains("ok: every record"),
+        "{text}"
+    );
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let entries: i64 = conn
+        .query_row("SELECT count(*) FROM record_chain", [], |r| r.get(0))
+        .unwrap();
+    assert!(entries > 24, "PLC deliveries are chained too: {entries}");
+    let (kept, other): (String, String) = conn
+        .query_row(
+            "SELECT a.image_path, b.image_path FROM parts a, parts b
+             WHERE a.image_path IS NOT NULL AND b.image_path IS NOT NULL AND a.id < b.id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    drop(conn);
+    let tamper = |sql: &str| -> String {
+        let copy = tempfile::tempdir().unwrap();
+        copy_station(dir.path(), copy.path());
+        let db = copy.path().join("data/station.sqlite");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let (ok, text) = verify(copy.path());
+        assert!(!ok, "tampering not found ({sql}):\n{text}");
+        text
+    };
+    let edited = tamper("UPDATE parts SET score = score - 1.0 WHERE seq = 5;");
+    assert!(edited.contains("-000005: score is"), "{edited}");
+    let deleted = tamper("DELETE FROM parts WHERE seq = 9;");
+    assert!(
+        deleted.contains("-000009: its row was deleted"),
+        "{deleted}"
+    );
+    let entry_gone = tamper("DELETE FROM record_chain WHERE id = 3;");
+    assert!(
+        entry_gone.contains("chain entry 4") && entry_gone.contains("deleted or reordered"),
+        "{entry_gone}"
+    );
+    let rewritten = tamper(
+        "UPDATE record_chain SET payload = replace(payload, '\"seq\":2,', '\"seq\":20,') WHERE kind = 'part' AND ref LIKE '%-000002';",
+    );
+    assert!(rewritten.contains("the entry was edited"), "{rewritten}");
+    // A swapped image file.
+    let copy = tempfile::tempdir().unwrap();
+    copy_station(dir.path(), copy.path());
+    std::fs::copy(
+        copy.path().join("data").join(&other),
+        copy.path().join("data").join(&kept),
+    )
+    .unwrap();
+    let (ok, text) = verify(copy.path());
+    assert!(
+        !ok && text.contains(&format!("file {kept} is not the file recorded")),
+        "{text}"
+    );
+}
