@@ -244,6 +244,7 @@ fn read_frame(root: &Path, path: &Path, decode: Decode) -> Result<Frame, FrameEr
         origin: shown,
         roi: None,
         anomaly_map: None,
+        calibration: None,
     })
 }
 
