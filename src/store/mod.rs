@@ -174,7 +174,15 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_PLC_PULSE,
     SCHEMA_IMAGE_QUEUE,
     SCHEMA_USERS_DISABLED,
+    SCHEMA_CALIBRATION,
 ];
+
+/// Camera calibration: the id (content hash) of the calibration a part's frame was undistorted with, and its
+/// px -> mm scale at the working plane (both NULL: the frame as captured).
+const SCHEMA_CALIBRATION: &str = "
+ALTER TABLE parts ADD COLUMN calibration_id TEXT;
+ALTER TABLE parts ADD COLUMN mm_per_px REAL;
+";
 
 /// User management: a disabled user keeps their name on the audit trail but cannot log in.
 const SCHEMA_USERS_DISABLED: &str = "

@@ -259,3 +259,196 @@ fn station_calibrate_explains_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_line(&out).contains("--camera"));
 }
+
+/// How far the board's rows and columns of corners are from straight lines: the RMS distance of the corners
+/// from each row's and column's best line (total least squares), over all rows and columns, in pixels.
+fn bending_px(corners: &[opencv::core::Point2f], board: &Board) -> f64 {
+    let (cols, rows) = (board.cols as usize, board.rows as usize);
+    let mut lines: Vec<Vec<(f64, f64)>> = Vec::new();
+    for r in 0..rows {
+        lines.push(
+            (0..cols)
+                .map(|c| corners[r * cols + c])
+                .map(|p| (f64::from(p.x), f64::from(p.y)))
+                .collect(),
+        );
+    }
+    for c in 0..cols {
+        lines.push(
+            (0..rows)
+                .map(|r| corners[r * cols + c])
+                .map(|p| (f64::from(p.x), f64::from(p.y)))
+                .collect(),
+        );
+    }
+    let (mut sum, mut n) = (0.0, 0usize);
+    for line in &lines {
+        let k = line.len() as f64;
+        let (mx, my) = (
+            line.iter().map(|p| p.0).sum::<f64>() / k,
+            line.iter().map(|p| p.1).sum::<f64>() / k,
+        );
+        let (mut a, mut b, mut c) = (0.0, 0.0, 0.0);
+        for (x, y) in line {
+            a += (x - mx).powi(2);
+            b += (x - mx) * (y - my);
+            c += (y - my).powi(2);
+        }
+        // The smaller eigenvalue of the scatter matrix: the squared distances from the best line, summed.
+        let smallest = (a + c) / 2.0 - (((a - c) / 2.0).powi(2) + b * b).sqrt();
+        sum += smallest.max(0.0);
+        n += line.len();
+    }
+    (sum / n as f64).sqrt()
+}
+
+#[test]
+fn undistortion_straightens_the_boards_rows_and_columns() {
+    use inspection_station::calibration::Undistortion;
+    use inspection_station::calibration::detect::{find_corners, read_gray};
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = left_photos(tmp.path());
+    let detected = calibration::detect_views(&photos, &board()).unwrap();
+    let mut c = calibration::calibrate("cam0", detected, &board()).unwrap();
+    let path = calibration::write(tmp.path(), &mut c).unwrap();
+    let u = Undistortion::new(&c, &path).unwrap();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for name in [
+        "left01.jpg",
+        "left05.jpg",
+        "left09.jpg",
+        "left12.jpg",
+        "left14.jpg",
+    ] {
+        let (gray, _) = read_gray(&photos.join(name)).unwrap();
+        let raw = find_corners(&gray, &board())
+            .unwrap()
+            .expect("board in the photo");
+        let straight = u.apply(&gray).unwrap();
+        let undistorted = find_corners(&straight, &board())
+            .unwrap()
+            .expect("board after undistortion");
+        let (b, a) = (
+            bending_px(&raw.iter().collect::<Vec<_>>(), &board()),
+            bending_px(&undistorted.iter().collect::<Vec<_>>(), &board()),
+        );
+        println!("{name}: rows and columns bend {b:.3} px as captured, {a:.3} px undistorted");
+        before.push(b);
+        after.push(a);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (b, a) = (mean(&before), mean(&after));
+    println!("mean: {b:.3} px -> {a:.3} px");
+    assert!(b > 0.5, "the lens bends the board's lines visibly: {b}");
+    assert!(
+        a < 0.4 * b,
+        "undistorted lines are straighter: {b:.3} -> {a:.3} px"
+    );
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| a < b),
+        "{before:?} -> {after:?}"
+    );
+    // A frame of another size is refused, naming the file.
+    let small =
+        opencv::core::Mat::new_rows_cols_with_default(240, 320, opencv::core::CV_8UC1, 0.into())
+            .unwrap();
+    let err = u.apply(&small).unwrap_err().to_string();
+    assert!(
+        err.contains("320x240") && err.contains("640x480") && err.contains("calibration.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_station_run_with_a_calibration_records_its_id_on_every_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let photos = left_photos(dir);
+    let detected = calibration::detect_views(&photos, &board()).unwrap();
+    let mut c = calibration::calibrate("cam0", detected, &board()).unwrap();
+    c.scale = Some(calibration::undistort::measure_scale(&c, &photos.join("left01.jpg")).unwrap());
+    calibration::write(&dir.join("calibration"), &mut c).unwrap();
+    let config = crate::common::station(
+        dir,
+        &format!(
+            "[source]\nkind = \"folder\"\npath = \"{}\"\n[preprocess]\nroi = [32, 32, 256, 256]\ncalibration = \"calibration/cam0/calibration.toml\"\n",
+            photos.display()
+        ),
+    );
+    let out = station(&["run", "--quiet", "--config", "station.toml"], dir);
+    succeeded(&out);
+    let conn = rusqlite::Connection::open(&config.record.database).unwrap();
+    let rows: Vec<(Option<String>, Option<f64>, String)> = conn
+        .prepare("SELECT calibration_id, mm_per_px, verdict FROM parts ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 13, "{rows:?}");
+    let mm = c.scale.as_ref().unwrap().mm_per_px;
+    for (id, mm_per_px, _) in &rows {
+        assert_eq!(id.as_deref(), Some(c.id.as_str()));
+        assert_eq!(*mm_per_px, Some(mm));
+    }
+}
+
+#[test]
+fn a_calibration_the_line_cannot_use_is_a_config_problem_naming_the_file() {
+    use inspection_station::config::{Config, ConfigError};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let photos = left_photos(dir);
+    let mut c = calibration::calibrate(
+        "cam0",
+        calibration::detect_views(&photos, &board()).unwrap(),
+        &board(),
+    )
+    .unwrap();
+    calibration::write(dir, &mut c).unwrap();
+    let problems = |text: &str| match Config::parse(text, "s.toml", dir) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let model = format!(
+        "[model]\ndir = \"{}\"\n",
+        crate::common::demo_model().display()
+    );
+    // Missing.
+    let p = problems(&format!(
+        "{model}[preprocess]\ncalibration = \"absent/calibration.toml\"\n"
+    ));
+    assert_eq!(p[0].field, "preprocess.calibration");
+    assert!(
+        p[0].message.contains("absent/calibration.toml") && p[0].message.contains("cannot read"),
+        "{p:?}"
+    );
+    // 640x480 against the synthetic conveyor's 320x320 frames.
+    let p = problems(&format!(
+        "{model}[preprocess]\ncalibration = \"cam0/calibration.toml\"\n"
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].field, "preprocess.calibration");
+    assert!(
+        p[0].message.contains("640x480") && p[0].message.contains("320x320"),
+        "{p:?}"
+    );
+    // Malformed (an edited value).
+    let file = dir.join("cam0/calibration.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("cols = 9", "cols = 8");
+    std::fs::write(&file, text).unwrap();
+    let source = format!(
+        "[source]\nkind = \"folder\"\npath = \"{}\"\n",
+        photos.display()
+    );
+    let p = problems(&format!(
+        "{model}{source}[preprocess]\ncalibration = \"cam0/calibration.toml\"\n"
+    ));
+    assert_eq!(p[0].field, "preprocess.calibration");
+    assert!(
+        p[0].message.contains("calibration.toml") && p[0].message.contains("edited"),
+        "{p:?}"
+    );
+}
