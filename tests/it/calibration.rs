@@ -452,3 +452,58 @@ fn a_calibration_the_line_cannot_use_is_a_config_problem_naming_the_file() {
         "{p:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_of_another_size_than_the_calibration_is_a_counted_frame_fault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let photos = left_photos(dir);
+    let detected = calibration::detect_views(&photos, &board()).unwrap();
+    let mut c = calibration::calibrate("cam0", detected, &board()).unwrap();
+    calibration::write(&dir.join("calibration"), &mut c).unwrap();
+    // The replay: a 640x480 photo first (the config's check passes), then a 320x240 one.
+    let replay = dir.join("replay");
+    std::fs::create_dir(&replay).unwrap();
+    std::fs::copy(photos.join("left01.jpg"), replay.join("a.jpg")).unwrap();
+    let gray = opencv::imgcodecs::imread(
+        photos.join("left03.jpg").to_str().unwrap(),
+        opencv::imgcodecs::IMREAD_COLOR,
+    )
+    .unwrap();
+    let mut half = opencv::core::Mat::default();
+    let size = opencv::core::Size::new(320, 240);
+    opencv::imgproc::resize(
+        &gray,
+        &mut half,
+        size,
+        0.0,
+        0.0,
+        opencv::imgproc::INTER_AREA,
+    )
+    .unwrap();
+    opencv::imgcodecs::imwrite_def(replay.join("b.png").to_str().unwrap(), &half).unwrap();
+    let config = crate::common::station(
+        dir,
+        &format!(
+            "[source]\nkind = \"folder\"\npath = \"{}\"\n[preprocess]\nroi = [32, 32, 256, 200]\ncalibration = \"calibration/cam0/calibration.toml\"\n",
+            replay.display()
+        ),
+    );
+    let summary = crate::common::run(&config, None).await;
+    assert_eq!((summary.parts, summary.frame_faults), (2, 1));
+    let rows = crate::common::rows(&config);
+    assert_eq!(
+        rows[0].reason_codes().contains(&"frame_fault".to_string()),
+        false,
+        "{rows:?}"
+    );
+    assert_eq!(rows[1].verdict, "REJECT");
+    assert_eq!(rows[1].reason_codes(), ["frame_fault"], "{rows:?}");
+    let detail = rows[1].reasons.to_string();
+    assert!(
+        detail.contains("320x240")
+            && detail.contains("640x480")
+            && detail.contains("calibration.toml"),
+        "{detail}"
+    );
+}
