@@ -492,11 +492,12 @@ async fn a_frame_of_another_size_than_the_calibration_is_a_counted_frame_fault()
     let summary = crate::common::run(&config, None).await;
     assert_eq!((summary.parts, summary.frame_faults), (2, 1));
     let rows = crate::common::rows(&config);
-    assert_eq!(
-        rows[0].reason_codes().contains(&"frame_fault".to_string()),
-        false,
+    // The first photo fits and is judged by the model (whatever it makes of a chessboard).
+    assert!(
+        !rows[0].reason_codes().contains(&"frame_fault".to_string()),
         "{rows:?}"
     );
+    assert!(rows[0].score.is_some(), "{rows:?}");
     assert_eq!(rows[1].verdict, "REJECT");
     assert_eq!(rows[1].reason_codes(), ["frame_fault"], "{rows:?}");
     let detail = rows[1].reasons.to_string();
