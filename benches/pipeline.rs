@@ -18,7 +18,13 @@ fn stages(c: &mut Criterion) {
         width: INSPECTED.width,
         height: INSPECTED.height,
     };
-    let pre = Preprocessor::new(&PreprocessConfig { roi: Some(roi) }, &model.manifest.input);
+    let pre = Preprocessor::new(
+        &PreprocessConfig {
+            roi: Some(roi),
+            calibration: None,
+        },
+        &model.manifest.input,
+    );
     let params = SyntheticParams {
         seed: 1,
         defect_fraction: 0.2,

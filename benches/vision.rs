@@ -55,7 +55,13 @@ fn vision_models(c: &mut Criterion) {
             width: roi[2],
             height: roi[3],
         };
-        let pre = Preprocessor::new(&PreprocessConfig { roi: Some(roi) }, &model.manifest.input);
+        let pre = Preprocessor::new(
+            &PreprocessConfig {
+                roi: Some(roi),
+                calibration: None,
+            },
+            &model.manifest.input,
+        );
         let mut tensor = Vec::new();
         pre.run(&frame, &mut tensor)
             .unwrap_or_else(|e| panic!("{e}"));

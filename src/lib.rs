@@ -10,6 +10,8 @@
 //! [`live`].
 //! [`vision`] trains and evaluates the anomaly models technicians make from the station's own images.
 //! [`identity`] frames barcode scans and reads part identities from them (GS1 element strings or plain serials).
+//! [`calibration`] fits a camera's intrinsics and distortion to chessboard photos (`station calibrate`); preprocess
+//! undistorts frames with the result.
 //! [`spc`] is the statistical process control engine: control charts with run rules, capability, ARL and
 //! two-sample comparisons, as pure functions (`station spc` charts a CSV).
 //! The `station` binary (`src/main.rs`, [`cli`]) is a thin shell over this library.
@@ -20,6 +22,7 @@ pub const SOFTWARE_VERSION: &str = env!("STATION_SOFTWARE_VERSION");
 
 pub mod acoustic;
 pub mod audio;
+pub mod calibration;
 pub mod capture;
 pub mod cli;
 pub mod clock;

@@ -138,6 +138,16 @@ fn truth_of(root: &Path, path: &Path) -> Option<String> {
     parent.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
+/// The size its header gives of the folder's first image in replay order (`None`: unknown until decoded).
+pub fn first_image_size(root: &Path) -> Option<(u64, u64)> {
+    let mut files = Vec::new();
+    collect_images(root, &mut files).ok()?;
+    let first = files
+        .iter()
+        .min_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)))?;
+    header_size(&std::fs::read(first).ok()?)
+}
+
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -244,6 +254,7 @@ fn read_frame(root: &Path, path: &Path, decode: Decode) -> Result<Frame, FrameEr
         origin: shown,
         roi: None,
         anomaly_map: None,
+        calibration: None,
     })
 }
 

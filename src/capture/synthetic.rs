@@ -311,6 +311,7 @@ impl FrameSource for SyntheticConveyor {
             truth,
             roi: None,
             anomaly_map: None,
+            calibration: None,
         })
     }
 

@@ -77,6 +77,7 @@ impl FrameSource for VideoSource {
             truth: None,
             roi: None,
             anomaly_map: None,
+            calibration: None,
         })
     }
 

@@ -98,7 +98,13 @@ pub fn evaluate(args: &EvaluateVisionArgs) -> anyhow::Result<()> {
             width,
             height,
         });
-    let pre = Preprocessor::new(&PreprocessConfig { roi }, &model.manifest.input);
+    let pre = Preprocessor::new(
+        &PreprocessConfig {
+            roi,
+            calibration: None,
+        },
+        &model.manifest.input,
+    );
     let goods = dataset::list(good_dir, Some("good"))?;
     let defects = dataset::list(defect_dir, None)?;
     let threshold = model.info.threshold;

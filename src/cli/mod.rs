@@ -5,6 +5,7 @@
 //! Failures print one line on stderr: `error: <what> : <why>`.
 
 mod bench;
+mod calibrate;
 mod dataset;
 mod evaluate_audio;
 mod evaluate_vision;
@@ -106,6 +107,9 @@ enum Command {
         #[arg(long)]
         peer: bool,
     },
+    /// Calibrate a camera from chessboard photos: intrinsics, distortion, reprojection errors, outliers dropped;
+    /// writes calibration/<camera>/calibration.toml
+    Calibrate(Box<calibrate::CalibrateArgs>),
     /// The PLC link: `station plc status`
     Plc {
         #[command(subcommand)]
@@ -336,6 +340,7 @@ fn exit_code(err: &anyhow::Error) -> i32 {
             || e.is::<clap::Error>()
             || bad_training_options(e)
             || bad_spc_input(e)
+            || e.is::<calibrate::CalibrateUsage>()
             || e.downcast_ref::<crate::users::UserError>()
                 .is_some_and(crate::users::UserError::is_usage)
     }) {
@@ -475,6 +480,7 @@ pub fn main() -> i32 {
             action: DatasetAction::Export { config, out },
         } => dataset::export(&config, &out),
         Command::Spc(args) => spc::spc(&args),
+        Command::Calibrate(args) => calibrate::calibrate(&args),
     };
     match result {
         Ok(()) => 0,

@@ -248,6 +248,7 @@ fn cross_checks(p: &mut Problems, config: &Config) {
             "\"plc\" takes the part ID the PLC gives with its trigger: it needs trigger.kind = \"plc\"",
         );
     }
+    calibration_fits_the_source(p, config);
     if let Some(audio) = &config.audio
         && audio.post_ms >= config.decision.deadline_ms
     {
@@ -256,6 +257,41 @@ fn cross_checks(p: &mut Problems, config: &Config) {
             format!(
                 "the part's verdict waits for its sound: expected less than decision.deadline_ms ({}), got {}",
                 config.decision.deadline_ms, audio.post_ms
+            ),
+        );
+    }
+}
+
+/// A calibration is for one frame size: the synthetic conveyor's, or the replayed folder's first image's (from
+/// its header) must be it. A video's size is known only once it is opened: a frame of another size is a frame
+/// fault then.
+fn calibration_fits_the_source(p: &mut Problems, config: &Config) {
+    let Some(u) = &config.preprocess.calibration else {
+        return;
+    };
+    let (size, of) = match &config.source {
+        SourceConfig::Synthetic(_) => {
+            let px = crate::capture::synthetic::FRAME_PX as u64;
+            (
+                Some((px, px)),
+                "the synthetic conveyor's frames".to_string(),
+            )
+        }
+        SourceConfig::Folder { path, .. } => (
+            crate::capture::folder::first_image_size(path),
+            format!("the first image of {}", path.display()),
+        ),
+        SourceConfig::Video { .. } => (None, String::new()),
+    };
+    if let Some((width, height)) = size
+        && (width, height) != (u64::from(u.size.width), u64::from(u.size.height))
+    {
+        p.problem(
+            "preprocess.calibration",
+            format!(
+                "{} is for {} frames, but {of} is {width}x{height}",
+                u.path.display(),
+                u.size
             ),
         );
     }

@@ -15,6 +15,7 @@ pub mod record;
 pub mod switch;
 pub mod trigger;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use opencv::core::Mat;
@@ -58,6 +59,16 @@ pub struct Frame {
     pub roi: Option<opencv::core::Rect>,
     /// The model's anomaly map of the ROI (set by inference when the model provides one).
     pub anomaly_map: Option<AnomalyMap>,
+    /// The calibration the image was undistorted with (set by preprocess; `None`: as captured).
+    pub calibration: Option<Arc<CalibrationStamp>>,
+}
+
+/// Which camera calibration a frame was undistorted with: its id (the calibration file's content hash) and its
+/// px -> mm scale at the working plane, when measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationStamp {
+    pub id: String,
+    pub mm_per_px: Option<f64>,
 }
 
 /// When the part reached each stage (monotonic).

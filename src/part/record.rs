@@ -173,6 +173,11 @@ pub struct PartRow {
     /// The error bound of `triggered_us` for a PLC trigger (see [`crate::part::PlcTag::uncertainty_us`]).
     #[serde(default)]
     pub trigger_uncertainty_us: Option<u32>,
+    /// The calibration the frame was undistorted with (its id) and its px -> mm scale.
+    #[serde(default)]
+    pub calibration_id: Option<String>,
+    #[serde(default)]
+    pub mm_per_px: Option<f64>,
     /// Who the part is (a scan, or the PLC's part ID); `None` with `identity.source = "sequence"`.
     #[serde(default)]
     pub identity: Option<IdentityRow>,

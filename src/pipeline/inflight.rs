@@ -426,6 +426,7 @@ mod tests {
             truth: None,
             roi: None,
             anomaly_map: None,
+            calibration: None,
         }
     }
 

@@ -393,6 +393,7 @@ impl Orchestrator {
             None => (None, None),
         };
         let sound_truth = acoustic.as_ref().and_then(|a| a.truth.as_deref());
+        let calibration = f.frame.as_ref().and_then(|frame| frame.calibration.clone());
         let (origin, truth, image, heatmap, heatmap_roi) = match f.frame {
             Some(frame) => {
                 // A passed part the review queue will ask about (uncertain) always keeps its image.
@@ -443,6 +444,8 @@ impl Orchestrator {
             plc_part_id: f.tag.map(|t| t.part_id),
             encoder: f.tag.map(|t| t.encoder),
             trigger_uncertainty_us: f.tag.map(|t| t.uncertainty_us),
+            calibration_id: calibration.as_ref().map(|c| c.id.clone()),
+            mm_per_px: calibration.and_then(|c| c.mm_per_px),
             identity: None,
         };
         PartRecord {

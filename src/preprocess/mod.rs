@@ -4,6 +4,11 @@
 //! Runs on its own thread ([`run_worker`]): receives captured jobs, emits jobs carrying the tensor to the
 //! inference worker. A frame it cannot use (empty, ROI outside the frame, unsupported channel count) is a frame
 //! fault for that part.
+//!
+//! With `[preprocess] calibration`, each frame is first undistorted (`remap` with the tables computed once at
+//! config load, [`crate::calibration::Undistortion`]); the ROI, the model and the recorded image then all see
+//! the undistorted frame, and the frame carries the calibration's id to its record. A frame of another size
+//! than the calibration's is a frame fault naming both sizes and the file.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +22,8 @@ use tokio::sync::mpsc::Sender;
 
 pub mod config;
 
+use crate::calibration::Undistortion;
+use crate::calibration::undistort::UndistortError;
 use crate::model::manifest::{ColorOrder, InputSpec, Layout};
 use crate::part::switch::Pending;
 use crate::part::{Job, Stage, StageReport};
@@ -32,12 +39,15 @@ pub enum PreprocessError {
     Channels(i32),
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
+    #[error("{0}")]
+    Undistort(#[from] UndistortError),
 }
 
 /// Turns frames into model input tensors.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     roi: Option<Rect>,
+    undistortion: Option<Arc<Undistortion>>,
     color: ColorOrder,
     layout: Layout,
     width: i32,
@@ -51,6 +61,7 @@ impl Preprocessor {
     pub fn new(config: &PreprocessConfig, input: &InputSpec) -> Self {
         Self {
             roi: config.roi.map(|r| Rect::new(r.x, r.y, r.width, r.height)),
+            undistortion: config.calibration.clone(),
             color: input.color,
             layout: input.layout,
             width: input.width() as i32,
@@ -66,8 +77,33 @@ impl Preprocessor {
         (self.width * self.height) as usize * self.color.channels()
     }
 
-    /// Fills `out` with the tensor for `frame`.
+    /// Fills `out` with the tensor for `frame` (undistorted first, with a calibration).
     pub fn run(&self, frame: &Mat, out: &mut Vec<f32>) -> Result<(), PreprocessError> {
+        match &self.undistortion {
+            Some(u) if !frame.empty() => self.crop(&u.apply(frame)?, out),
+            _ => self.crop(frame, out),
+        }
+    }
+
+    /// As [`Preprocessor::run`], and the frame becomes its undistorted self (what the record keeps and the ROI and
+    /// heat map refer to); returns the calibration it was undistorted with.
+    pub fn run_in_place(
+        &self,
+        frame: &mut Mat,
+        out: &mut Vec<f32>,
+    ) -> Result<Option<Arc<crate::part::CalibrationStamp>>, PreprocessError> {
+        match &self.undistortion {
+            Some(u) if !frame.empty() => {
+                *frame = u.apply(frame)?;
+                self.crop(frame, out)?;
+                Ok(Some(u.stamp.clone()))
+            }
+            _ => self.crop(frame, out).map(|()| None),
+        }
+    }
+
+    /// The ROI, then color, size and normalisation.
+    fn crop(&self, frame: &Mat, out: &mut Vec<f32>) -> Result<(), PreprocessError> {
         if frame.empty() {
             return Err(PreprocessError::EmptyFrame);
         }
@@ -161,8 +197,10 @@ pub fn run_worker(
             pre = switched;
         }
         let mut tensor = std::mem::take(&mut job.tensor);
-        let result = match &job.frame {
-            Some(frame) => pre.run(&frame.image, &mut tensor),
+        let result = match job.frame.as_mut() {
+            Some(frame) => pre
+                .run_in_place(&mut frame.image, &mut tensor)
+                .map(|stamp| frame.calibration = stamp),
             None => Err(PreprocessError::EmptyFrame),
         };
         job.tensor = tensor;
@@ -228,6 +266,7 @@ mod tests {
                 width: 2,
                 height: 2,
             }),
+            calibration: None,
         };
         let pre = Preprocessor::new(&config, &spec(ColorOrder::Rgb, Layout::Nchw, 2, 2));
         let mut out = Vec::new();
@@ -245,7 +284,10 @@ mod tests {
             Mat::new_rows_cols_with_default(8, 8, core::CV_8UC3, Scalar::new(255.0, 0.0, 0.0, 0.0))
                 .unwrap();
         let pre = Preprocessor::new(
-            &PreprocessConfig { roi: None },
+            &PreprocessConfig {
+                roi: None,
+                calibration: None,
+            },
             &spec(ColorOrder::Bgr, Layout::Nhwc, 4, 4),
         );
         let mut out = Vec::new();
@@ -264,6 +306,7 @@ mod tests {
                     width: 10,
                     height: 10,
                 }),
+                calibration: None,
             },
             &spec(ColorOrder::Gray, Layout::Nchw, 4, 4),
         );

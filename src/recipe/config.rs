@@ -63,6 +63,7 @@ pub fn validate(
             },
             preprocess: PreprocessConfig {
                 roi: roi.or(preprocess.roi),
+                calibration: preprocess.calibration.clone(),
             },
         });
     }

@@ -93,7 +93,7 @@ pub struct Verified {
 
 /// The part-row columns an entry's payload must still match (later events may change verdict, reasons, result
 /// code and PLC columns: those changes are chained events of their own).
-const FIXED: [&str; 14] = [
+const FIXED: [&str; 15] = [
     "run_id",
     "seq",
     "origin",
@@ -108,6 +108,7 @@ const FIXED: [&str; 14] = [
     "heatmap_path",
     "plc_part_id",
     "images_skipped",
+    "calibration_id",
 ];
 
 /// Recomputes the chain and checks it against the part rows and their files.

@@ -177,6 +177,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_USERS_DISABLED,
     SCHEMA_IDENTITY,
     SCHEMA_CHAIN,
+    SCHEMA_CALIBRATION,
 ];
 
 /// The tamper-evident record (`chain.rs`): every part record and PLC event, hash-chained.
@@ -211,6 +212,13 @@ ALTER TABLE parts ADD COLUMN previous_part_id TEXT;
 ALTER TABLE runs ADD COLUMN software_version TEXT;
 CREATE INDEX parts_by_serial ON parts(serial, id);
 CREATE INDEX parts_by_lot ON parts(lot, id);
+";
+
+/// Camera calibration: the id (content hash) of the calibration a part's frame was undistorted with, and its
+/// px -> mm scale at the working plane (both NULL: the frame as captured).
+const SCHEMA_CALIBRATION: &str = "
+ALTER TABLE parts ADD COLUMN calibration_id TEXT;
+ALTER TABLE parts ADD COLUMN mm_per_px REAL;
 ";
 
 /// User management: a disabled user keeps their name on the audit trail but cannot log in.

@@ -71,9 +71,9 @@ pub fn insert(tx: &Transaction, rows: &[Row], data_dir: &Path) -> rusqlite::Resu
         "INSERT OR IGNORE INTO parts (part_id, run_id, seq, origin, truth, triggered_us, captured_us,
             preprocessed_us, inferred_us, decided_us, score, threshold, verdict, reasons, result_code, plc_status,
             model_name, model_version, model_sha256, image_path, heatmap_path, plc_part_id, encoder_at_trigger,
-            trigger_uncertainty_us, heatmap_roi, images_skipped)
+            trigger_uncertainty_us, heatmap_roi, images_skipped, calibration_id, mm_per_px)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-            ?22, ?23, ?24, ?25, ?26)",
+            ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
     )?;
     let mut acoustic = tx.prepare_cached(
         "UPDATE parts SET acoustic_score = ?2, acoustic_threshold = ?3, acoustic_model_name = ?4,
@@ -146,6 +146,8 @@ pub fn insert(tx: &Transaction, rows: &[Row], data_dir: &Path) -> rusqlite::Resu
                     r.trigger_uncertainty_us,
                     r.heatmap_roi,
                     r.images_skipped,
+                    r.calibration_id,
+                    r.mm_per_px,
                 ])?;
                 if let Some(a) = &r.acoustic {
                     acoustic.execute(params![

@@ -457,7 +457,13 @@ pub fn train(o: &TrainOptions) -> Result<Trained, TrainError> {
         width,
         height,
     });
-    let pre = Preprocessor::new(&PreprocessConfig { roi }, &spec);
+    let pre = Preprocessor::new(
+        &PreprocessConfig {
+            roi,
+            calibration: None,
+        },
+        &spec,
+    );
     let all = train_items.len() + held_items.len() + defects.len();
     let reading = bar(o.show_progress, all, "reading images");
     let train_t = dataset::tensors(&train_items, &pre, &reading)?;

@@ -61,6 +61,7 @@ fn every_command_has_help() {
         &["validate", "--help"],
         &["bench", "--help"],
         &["spc", "--help"],
+        &["calibrate", "--help"],
     ] {
         let out = station(args, &root());
         assert!(out.status.success(), "{args:?}");

@@ -3,6 +3,7 @@
 
 mod audio;
 mod backbone;
+mod calibration;
 mod cli;
 mod common;
 mod config;
