@@ -186,7 +186,9 @@ fn check_part(
     };
     for (name, now) in FIXED.iter().zip(values) {
         let then = &recorded[*name];
-        if !same(then, &now) {
+        // Retention removes a part's images and clears their paths (and says when).
+        let pruned_path = pruned.is_some() && name.ends_with("_path") && now.is_null();
+        if !same(then, &now) && !pruned_path {
             out.problems.push(format!(
                 "part {part_id}: {name} is {now} but was recorded as {then} (the row was edited)"
             ));
