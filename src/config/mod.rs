@@ -17,6 +17,7 @@ pub use crate::audio::{AudioConfig, AudioSourceConfig};
 pub use crate::capture::SourceConfig;
 pub use crate::decision::DecisionConfig;
 pub use crate::model::ModelConfig;
+pub use crate::plant::{MetricsConfig, MqttConfig};
 pub use crate::plc::{Parity, PlcConfig, PlcLink, RejectTiming, RtuConfig};
 pub use crate::preprocess::{PreprocessConfig, Roi};
 pub use crate::recipe::RecipeConfig;
@@ -77,6 +78,10 @@ pub struct Config {
     pub audio: Option<AudioConfig>,
     /// `[[recipe]]`: what the PLC's recipe number selects (see docs/PLC.md).
     pub recipes: Vec<RecipeConfig>,
+    /// `[metrics]`: the Prometheus endpoint (absent: off).
+    pub metrics: Option<MetricsConfig>,
+    /// `[mqtt]`: the outbox published to an MQTT broker (absent: off).
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// `[station]`: what every stage reads a little of.
@@ -102,6 +107,8 @@ const SECTIONS: &[&str] = &[
     "audio",
     "recipe",
     "web",
+    "metrics",
+    "mqtt",
 ];
 
 impl Config {
@@ -182,6 +189,14 @@ impl Config {
         let audio = audio.map(|raw| crate::audio::config::validate(p, raw));
         let recipes = crate::recipe::config::validate(p, recipes, &model, &preprocess);
         let web = crate::web::config::validate(p, web, table.contains_key("web"));
+        let metrics = table.contains_key("metrics").then(|| {
+            let raw = p.section(table, "metrics");
+            crate::plant::config::validate_metrics(p, raw)
+        });
+        let mqtt = table.contains_key("mqtt").then(|| {
+            let raw = p.section(table, "mqtt");
+            crate::plant::config::validate_mqtt(p, raw)
+        });
         Config {
             file: file.to_string(),
             station,
@@ -195,6 +210,8 @@ impl Config {
             audio,
             recipes,
             web,
+            metrics,
+            mqtt,
         }
     }
 }

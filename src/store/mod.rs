@@ -17,6 +17,7 @@ use serde::Serialize;
 
 pub mod config;
 pub mod journal;
+pub mod outbox;
 pub mod retention;
 pub mod rows;
 pub mod writer;
@@ -68,6 +69,8 @@ pub struct Store {
     trimmed_at: std::time::Instant,
     /// How the images are encoded and by how many threads.
     images: config::ImageOptions,
+    /// Outbox messages kept behind the newest, at most.
+    outbox_max_rows: u64,
     /// Told about every part written (the live review page listens here).
     pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
@@ -174,6 +177,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_PLC_PULSE,
     SCHEMA_IMAGE_QUEUE,
     SCHEMA_USERS_DISABLED,
+    outbox::SCHEMA,
 ];
 
 /// User management: a disabled user keeps their name on the audit trail but cannot log in.
@@ -318,13 +322,7 @@ impl Store {
         if interrupted > 0 {
             tracing::warn!("{interrupted} earlier run(s) had not been closed: marked interrupted");
         }
-        let now = crate::clock::Clock::new().now_us();
-        conn.execute(
-            "INSERT INTO runs (station, config, started_us) VALUES (?1, ?2, ?3)",
-            params![station, config_file, now],
-        )
-        .map_err(sql)?;
-        let run_id = conn.last_insert_rowid();
+        let run_id = start_run(&conn, station, config_file).map_err(sql)?;
         let data_dir = db_path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok(Store {
             conn,
@@ -344,6 +342,7 @@ impl Store {
             retention_at: std::time::Instant::now(),
             trimmed_at: std::time::Instant::now(),
             images: config.images.clone(),
+            outbox_max_rows: config.outbox_max_rows,
             notify: None,
         })
     }
@@ -356,6 +355,21 @@ impl Store {
     pub fn backlog(&self) -> u64 {
         self.journal.rows + self.held.len() as u64
     }
+}
+
+/// Starts a run (its row and its outbox message, in one transaction); returns its id.
+fn start_run(conn: &Connection, station: &str, config_file: &str) -> rusqlite::Result<i64> {
+    let tx = conn.unchecked_transaction()?;
+    let now = crate::clock::Clock::new().now_us();
+    tx.execute(
+        "INSERT INTO runs (station, config, started_us) VALUES (?1, ?2, ?3)",
+        params![station, config_file, now],
+    )?;
+    let run_id = tx.last_insert_rowid();
+    let payload = serde_json::json!({ "run_id": run_id, "station": station, "started_us": now });
+    outbox::append(&tx, "run_start", &run_id.to_string(), &payload)?;
+    tx.commit()?;
+    Ok(run_id)
 }
 
 /// Writes rows in one transaction.

@@ -11,6 +11,7 @@ mod e2e;
 mod failsafe;
 mod machines;
 mod pipeline;
+mod plant;
 mod plc;
 mod records;
 mod sources;
