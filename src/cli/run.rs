@@ -31,6 +31,7 @@ pub fn run(arg: &ConfigArg, max_parts: Option<u64>, quiet: bool) -> anyhow::Resu
             database: &config.record.database,
             metrics: config.metrics.as_ref(),
             mqtt: config.mqtt.as_ref(),
+            webhooks: &config.webhooks,
         };
         let plant = crate::plant::start(setup, &tap)
             .await

@@ -17,7 +17,7 @@ pub use crate::audio::{AudioConfig, AudioSourceConfig};
 pub use crate::capture::SourceConfig;
 pub use crate::decision::DecisionConfig;
 pub use crate::model::ModelConfig;
-pub use crate::plant::{MetricsConfig, MqttConfig};
+pub use crate::plant::{MetricsConfig, MqttConfig, WebhookConfig};
 pub use crate::plc::{Parity, PlcConfig, PlcLink, RejectTiming, RtuConfig};
 pub use crate::preprocess::{PreprocessConfig, Roi};
 pub use crate::recipe::RecipeConfig;
@@ -82,6 +82,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[mqtt]`: the outbox published to an MQTT broker (absent: off).
     pub mqtt: Option<MqttConfig>,
+    /// `[[webhook]]`: the outbox POSTed to HTTP endpoints.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// `[station]`: what every stage reads a little of.
@@ -109,6 +111,7 @@ const SECTIONS: &[&str] = &[
     "web",
     "metrics",
     "mqtt",
+    "webhook",
 ];
 
 impl Config {
@@ -197,6 +200,8 @@ impl Config {
             let raw = p.section(table, "mqtt");
             crate::plant::config::validate_mqtt(p, raw)
         });
+        let webhooks = p.section(table, "webhook");
+        let webhooks = crate::plant::config::validate_webhooks(p, webhooks);
         Config {
             file: file.to_string(),
             station,
@@ -212,6 +217,7 @@ impl Config {
             web,
             metrics,
             mqtt,
+            webhooks,
         }
     }
 }

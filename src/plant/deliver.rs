@@ -24,7 +24,7 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 /// A peer messages are delivered to.
 pub trait Sink: Send + 'static {
     /// The cursor's name in `outbox_cursors`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// Delivers `batch` in order; returns how many of its first messages the peer acknowledged, and why it
     /// stopped short (the connection is then taken as lost: the next call starts afresh from the cursor).
     fn deliver(
@@ -101,11 +101,12 @@ pub async fn run<S: Sink>(
             cursor = batch[sent - 1].id;
             status.cursor.store(cursor, Ordering::Relaxed);
             status.delivered.fetch_add(sent as u64, Ordering::Relaxed);
-            let c = conn.clone();
-            let name = sink.name();
-            if let Err(e) = blocking(move || lock(&c, |c| outbox::advance(c, name, cursor))).await {
+            let (c, name) = (conn.clone(), sink.name().to_string());
+            let saved = blocking(move || lock(&c, |c| outbox::advance(c, &name, cursor))).await;
+            if let Err(e) = saved {
                 tracing::error!(
-                    "{name}: cannot save its cursor ({cursor}): {e}; resent after a restart"
+                    "{}: cannot save its cursor ({cursor}): {e}; resent after a restart",
+                    sink.name()
                 );
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! Every record is appended to the outbox in the record's own transaction ([`crate::store::outbox`]); each
 //! outbound sink here reads it from its own cursor on tokio with its own connection ([`deliver`]) and retries
-//! while its peer is down. Today: MQTT ([`mqtt`]); and Prometheus `/metrics` ([`prom`]), which reads the line's
+//! while its peer is down. Today: MQTT ([`mqtt`]) and webhooks ([`webhook`]); and Prometheus `/metrics` ([`prom`]), which reads the line's
 //! counters at scrape time. [`start`] starts what the config asks for beside the line; [`Plant::stop`] lets the
 //! sinks drain (at most [`deliver::DRAIN`]) once the line has stopped. See docs/PLANT.md.
 
@@ -10,6 +10,7 @@ pub mod config;
 pub mod deliver;
 pub mod mqtt;
 pub mod prom;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{MetricsConfig, MqttConfig};
+pub use config::{MetricsConfig, MqttConfig, WebhookConfig};
 use deliver::{Pace, SinkStatus};
 
 use crate::live::LineTap;
@@ -55,15 +56,24 @@ pub struct Setup<'a> {
     pub database: &'a Path,
     pub metrics: Option<&'a MetricsConfig>,
     pub mqtt: Option<&'a MqttConfig>,
+    pub webhooks: &'a [WebhookConfig],
 }
 
 /// Starts the sinks the config names (registering their cursors) and the metrics endpoint.
 pub async fn start(config: Setup<'_>, tap: &LineTap) -> Result<Plant, PlantError> {
     let database = config.database.to_path_buf();
-    let names: Vec<&'static str> = config.mqtt.iter().map(|_| "mqtt").collect();
+    let mut names: Vec<String> = config.mqtt.iter().map(|_| "mqtt".to_string()).collect();
+    names.extend(
+        config
+            .webhooks
+            .iter()
+            .map(|h| webhook::cursor_name(&h.name)),
+    );
     let path = database.clone();
+    let registered = names.clone();
     let cursors = tokio::task::spawn_blocking(move || -> Result<Vec<i64>, PlantError> {
         let conn = open_database(&path)?;
+        let names: Vec<&str> = registered.iter().map(String::as_str).collect();
         outbox::register(&conn, &names).map_err(|source| PlantError::Outbox {
             path: path.display().to_string(),
             source,
@@ -72,16 +82,17 @@ pub async fn start(config: Setup<'_>, tap: &LineTap) -> Result<Plant, PlantError
     .await
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
     let (stop, stop_rx) = watch::channel(false);
-    let mut statuses = Vec::new();
-    let mut sinks = Vec::new();
-    if let (Some(mqtt), Some(&cursor)) = (config.mqtt, cursors.first()) {
-        let status = Arc::new(SinkStatus::default());
-        statuses.push(("mqtt", status.clone()));
-        let pace = Pace {
-            retry_min: Duration::from_millis(mqtt.retry_min_ms),
-            retry_max: Duration::from_millis(mqtt.retry_max_ms),
-            batch: mqtt.batch,
-        };
+    let mut started = Started {
+        database,
+        stop: stop_rx,
+        statuses: Vec::new(),
+        tasks: Vec::new(),
+    };
+    let mut cursors = cursors.into_iter();
+    // One cursor per name registered: the MQTT sink's first, then the webhooks' in order.
+    if let Some(mqtt) = config.mqtt
+        && let Some(cursor) = cursors.next()
+    {
         let sink = mqtt::MqttSink::new(mqtt.clone(), config.station);
         tracing::info!(
             "mqtt: publishing the outbox to {}:{} under {} from message {}",
@@ -90,16 +101,29 @@ pub async fn start(config: Setup<'_>, tap: &LineTap) -> Result<Plant, PlantError
             sink.topic("#"),
             cursor + 1
         );
-        let task = deliver::run(
+        started.spawn(
             sink,
-            database.clone(),
             cursor,
-            pace,
-            status,
-            stop_rx.clone(),
+            pace(mqtt.retry_min_ms, mqtt.retry_max_ms, mqtt.batch),
         );
-        sinks.push(tokio::spawn(task));
     }
+    for (hook, cursor) in config.webhooks.iter().zip(cursors) {
+        tracing::info!(
+            "webhook {}: POSTing the outbox to {} from message {}",
+            hook.name,
+            hook.url,
+            cursor + 1
+        );
+        let sink = webhook::WebhookSink::new(hook.clone(), config.station);
+        started.spawn(
+            sink,
+            cursor,
+            pace(hook.retry_min_ms, hook.retry_max_ms, 100),
+        );
+    }
+    let Started {
+        statuses, tasks, ..
+    } = started;
     let metrics = match config.metrics {
         Some(m) => {
             let addr = prom::serve(m.listen, config.station, tap, statuses)
@@ -115,9 +139,42 @@ pub async fn start(config: Setup<'_>, tap: &LineTap) -> Result<Plant, PlantError
     };
     Ok(Plant {
         stop,
-        sinks,
+        sinks: tasks,
         metrics,
     })
+}
+
+fn pace(retry_min_ms: u64, retry_max_ms: u64, batch: usize) -> Pace {
+    Pace {
+        retry_min: Duration::from_millis(retry_min_ms),
+        retry_max: Duration::from_millis(retry_max_ms),
+        batch,
+    }
+}
+
+/// The sinks started so far, and what each new one shares.
+struct Started {
+    database: std::path::PathBuf,
+    stop: watch::Receiver<bool>,
+    statuses: Vec<(String, Arc<SinkStatus>)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Started {
+    fn spawn<S: deliver::Sink>(&mut self, sink: S, cursor: i64, pace: Pace) {
+        let status = Arc::new(SinkStatus::default());
+        self.statuses
+            .push((sink.name().to_string(), status.clone()));
+        let task = deliver::run(
+            sink,
+            self.database.clone(),
+            cursor,
+            pace,
+            status,
+            self.stop.clone(),
+        );
+        self.tasks.push(tokio::spawn(task));
+    }
 }
 
 impl Plant {

@@ -31,7 +31,7 @@ struct Figures {
     station: String,
     counters: Arc<Counters>,
     model: tokio::sync::watch::Receiver<Option<crate::part::ModelInfo>>,
-    sinks: Vec<(&'static str, Arc<SinkStatus>)>,
+    sinks: Vec<(String, Arc<SinkStatus>)>,
 }
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -241,7 +241,10 @@ impl Figures {
     fn outbox(&self, e: &mut DescriptorEncoder) -> Fmt {
         let now_us = Clock::new().now_us();
         let pick = |f: &dyn Fn(&SinkStatus) -> f64| -> Vec<(&str, f64)> {
-            self.sinks.iter().map(|(name, s)| (*name, f(s))).collect()
+            self.sinks
+                .iter()
+                .map(|(name, s)| (name.as_str(), f(s)))
+                .collect()
         };
         let age = |s: &SinkStatus| match s.oldest_us.load(Ordering::Relaxed) {
             0 => 0.0,
@@ -309,7 +312,7 @@ pub async fn serve(
     listen: SocketAddr,
     station: &str,
     tap: &LineTap,
-    sinks: Vec<(&'static str, Arc<SinkStatus>)>,
+    sinks: Vec<(String, Arc<SinkStatus>)>,
 ) -> std::io::Result<SocketAddr> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Figures {

@@ -530,3 +530,123 @@ fn check_delivery(received: &Received, db: &Path, total: usize) {
         last
     );
 }
+
+/// A real HTTP receiver (tests/peers/webhook_receiver.py, Python's http.server) that refuses its first
+/// `fail_first` requests with 503; what it saw, one JSON object per request, in arrival order.
+struct Receiver {
+    _process: Process,
+    port: u16,
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    fn start(secret: &str, fail_first: usize) -> Receiver {
+        use std::io::BufRead;
+        let mut child = Command::new(crate::common::python())
+            .arg(crate::common::root().join("tests/peers/webhook_receiver.py"))
+            .args([secret, &fail_first.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the webhook receiver");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let port = first.strip_prefix("PORT ").unwrap().parse().unwrap();
+        let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        Receiver {
+            _process: Process(Some(child)),
+            port,
+            seen,
+        }
+    }
+}
+
+#[test]
+fn webhooks_get_every_part_signed_in_order_retried_from_the_cursor_and_resumed_after_a_restart() {
+    const SECRET: &str = "a shared secret of the plant";
+    let receiver = Receiver::start(SECRET, 5);
+    let dir = tempfile::tempdir().unwrap();
+    station(
+        dir.path(),
+        &format!(
+            "[trigger]\ninterval_ms = 50\n[source]\nkind = \"synthetic\"\nseed = 6\ndefect_fraction = 0.3\n\
+             [plc]\nkind = \"simulated\"\n[[webhook]]\nname = \"qms\"\n\
+             url = \"http://127.0.0.1:{}/hooks/station\"\nsecret = \"{SECRET}\"\n\
+             events = [\"part\", \"run_end\"]\nretry_min_ms = 50\nretry_max_ms = 200\n",
+            receiver.port
+        ),
+    );
+    finished(station_run(dir.path(), Some(30)));
+    finished(station_run(dir.path(), Some(10)));
+    let accepted = || -> Vec<Value> {
+        let seen = receiver.seen.lock().unwrap();
+        seen.iter()
+            .filter(|r| r["status"] == 204)
+            .cloned()
+            .collect()
+    };
+    wait_until(
+        "both runs' ends at the receiver",
+        Duration::from_secs(20),
+        || accepted().iter().filter(|r| r["kind"] == "run_end").count() == 2,
+    );
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|r| r["valid"] == true),
+        "a request without a valid signature"
+    );
+    // The first five were refused: each was the same message again (retried from the cursor), then it landed.
+    let first_id = &seen[0]["id"];
+    assert!(
+        seen[..6].iter().all(|r| &r["id"] == first_id),
+        "{:?}",
+        &seen[..6]
+    );
+    assert_eq!(seen[5]["status"], 204);
+    let accepted = accepted();
+    let ids: Vec<i64> = accepted
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {ids:?}"
+    );
+    for r in &accepted {
+        assert_eq!(
+            r["body"]["id"].to_string(),
+            r["id"].as_str().unwrap(),
+            "the header names the message"
+        );
+        assert!(
+            r["kind"] == "part" || r["kind"] == "run_end",
+            "only the kinds asked for: {r}"
+        );
+    }
+    let conn = rusqlite::Connection::open(dir.path().join("data/station.sqlite")).unwrap();
+    let recorded: Vec<String> = conn
+        .prepare("SELECT part_id FROM parts ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let posted: Vec<String> = accepted
+        .iter()
+        .filter(|r| r["kind"] == "part")
+        .map(|r| r["body"]["data"]["part_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recorded.len(), 40);
+    assert_eq!(
+        posted, recorded,
+        "every part once, in the order recorded; the restart resent none"
+    );
+}
