@@ -69,18 +69,7 @@ pub async fn start(config: Setup<'_>, tap: &LineTap) -> Result<Plant, PlantError
             .iter()
             .map(|h| webhook::cursor_name(&h.name)),
     );
-    let path = database.clone();
-    let registered = names.clone();
-    let cursors = tokio::task::spawn_blocking(move || -> Result<Vec<i64>, PlantError> {
-        let conn = open_database(&path)?;
-        let names: Vec<&str> = registered.iter().map(String::as_str).collect();
-        outbox::register(&conn, &names).map_err(|source| PlantError::Outbox {
-            path: path.display().to_string(),
-            source,
-        })
-    })
-    .await
-    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+    let cursors = register(database.clone(), names).await?;
     let (stop, stop_rx) = watch::channel(false);
     let mut started = Started {
         database,
@@ -142,6 +131,23 @@ pub async fn start(config: Setup<'_>, tap: &LineTap) -> Result<Plant, PlantError
         sinks: tasks,
         metrics,
     })
+}
+
+/// Registers the sinks' cursors (dropping those of sinks no longer configured); one cursor per name, in order.
+async fn register(
+    database: std::path::PathBuf,
+    names: Vec<String>,
+) -> Result<Vec<i64>, PlantError> {
+    tokio::task::spawn_blocking(move || {
+        let conn = open_database(&database)?;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        outbox::register(&conn, &names).map_err(|source| PlantError::Outbox {
+            path: database.display().to_string(),
+            source,
+        })
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
 fn pace(retry_min_ms: u64, retry_max_ms: u64, batch: usize) -> Pace {
