@@ -20,6 +20,8 @@ cd "$root"
 APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev python3-venv socat chromium chromium-driver)
 APT_PACKAGES+=(libasound2-dev pulseaudio pulseaudio-utils libasound2-plugins)
 APT_PACKAGES+=(opencv-doc libturbojpeg0)
+# The MQTT sink's tests start a real broker.
+APT_PACKAGES+=(mosquitto)
 PY_PACKAGES=(onnxruntime==1.31.1 pymodbus==3.16.1 pyserial==3.5 onnx==1.23.2 numpy)
 PY_PACKAGES+=(scipy)
 

@@ -36,6 +36,7 @@ pub mod model;
 pub mod onnx;
 pub mod part;
 pub mod pipeline;
+pub mod plant;
 pub mod plc;
 pub mod preprocess;
 pub mod problems;

@@ -57,6 +57,80 @@ pub struct Counters {
     pub noreads: AtomicU64,
     pub duplicate_serials: AtomicU64,
     pub identity_invalid: AtomicU64,
+    /// Outbox messages pruned before every sink had sent them (`record.outbox_max_rows`).
+    pub outbox_dropped: AtomicU64,
+    /// Messages waiting in the record writer's channel (a gauge, as the writer last saw it).
+    pub records_queued: AtomicU64,
+    /// 1 while the PLC link is up (a client connected, or a server the PLC polled in the last 2 s), else 0.
+    pub plc_link_up: AtomicU64,
+    /// Results waiting for the PLC's acknowledge (a gauge).
+    pub plc_result_buffer: AtomicU64,
+    /// Reasons of the records written, by code (`score_over_threshold`, `frame_fault`, ...; a record may have
+    /// several), counted by the record writer once the row is committed.
+    pub reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Per-stage latency histograms from the timestamps of the records written.
+    pub stages: StageHistograms,
+}
+
+/// Upper bounds of the latency histograms' buckets, in ms (the last bucket is everything above).
+pub const BUCKETS_MS: [f64; 14] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// A latency histogram in fixed buckets ([`BUCKETS_MS`]), lock-free: bucket counts (not cumulative), the sum.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// One count per bucket of [`BUCKETS_MS`], and one above the last.
+    pub buckets: [AtomicU64; 15],
+    pub sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe_us(&self, us: i64) {
+        let us = us.max(0) as u64;
+        let ms = us as f64 / 1e3;
+        let bucket = BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(BUCKETS_MS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The stages' latency histograms, as the records tell them: trigger to verdict, trigger to frame captured,
+/// captured to preprocessed, preprocessed to inferred.
+#[derive(Debug, Default)]
+pub struct StageHistograms {
+    pub end_to_end: Histogram,
+    pub capture: Histogram,
+    pub preprocess: Histogram,
+    pub inference: Histogram,
+}
+
+impl StageHistograms {
+    /// Observes a record's times (a stage a faulted part never reached is left out).
+    pub fn observe(
+        &self,
+        triggered: i64,
+        captured: Option<i64>,
+        pre: Option<i64>,
+        inferred: Option<i64>,
+        decided: i64,
+    ) {
+        self.end_to_end.observe_us(decided - triggered);
+        if let Some(c) = captured {
+            self.capture.observe_us(c - triggered);
+            if let Some(p) = pre {
+                self.preprocess.observe_us(p - c);
+                if let Some(i) = inferred {
+                    self.inference.observe_us(i - p);
+                }
+            }
+        }
+    }
 }
 
 pub fn bump(counter: &AtomicU64) {

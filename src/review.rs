@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clock::Clock;
-use crate::store::{StoreError, open_database};
+use crate::store::{StoreError, open_database, outbox};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -402,7 +402,8 @@ pub fn add_review(
     if let Some(id) = repeat {
         return review_by_id(conn, id)?.ok_or_else(|| ReviewError::NoPart(part_id.to_string()));
     }
-    conn.execute(
+    let tx = conn.unchecked_transaction()?; // the review and its outbox message, in one transaction
+    tx.execute(
         "INSERT INTO reviews (part_id, user_id, at_us, old_verdict, label, defect_class, comment)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -415,8 +416,12 @@ pub fn add_review(
             review.comment
         ],
     )?;
-    let id = conn.last_insert_rowid();
-    review_by_id(conn, id)?.ok_or_else(|| ReviewError::NoPart(part_id.to_string()))
+    let row = review_by_id(&tx, tx.last_insert_rowid())?
+        .ok_or_else(|| ReviewError::NoPart(part_id.to_string()))?;
+    let payload = serde_json::to_value(&row).unwrap_or_default();
+    outbox::append(&tx, "review", &row.id.to_string(), &payload)?;
+    tx.commit()?;
+    Ok(row)
 }
 
 /// Reviews, newest first (or of one part, oldest first), paged by `before`.
@@ -453,10 +458,16 @@ pub fn audit(
     action: &str,
     detail: &str,
 ) -> Result<(), ReviewError> {
-    conn.execute(
+    let tx = conn.unchecked_transaction()?;
+    let at_us = Clock::new().now_us();
+    tx.execute(
         "INSERT INTO audit (user_id, at_us, action, detail) VALUES (?1, ?2, ?3, ?4)",
-        params![user_id, Clock::new().now_us(), action, detail],
+        params![user_id, at_us, action, detail],
     )?;
+    let id = tx.last_insert_rowid();
+    let payload = serde_json::json!({ "user_id": user_id, "at_us": at_us, "action": action, "detail": detail });
+    outbox::append(&tx, "audit", &id.to_string(), &payload)?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -479,6 +490,8 @@ pub struct Figures {
     pub awaiting_review: u64,
     /// The last recorded model, as `name vversion`.
     pub last_model: Option<String>,
+    /// What each outbound sink has not delivered yet (the outbox backlog and its oldest message).
+    pub outbox: Vec<outbox::SinkBacklog>,
 }
 
 pub fn figures(conn: &Connection, margin: f32) -> Result<Figures, ReviewError> {
@@ -544,6 +557,7 @@ pub fn figures(conn: &Connection, margin: f32) -> Result<Figures, ReviewError> {
         |r| r.get::<_, i64>(0),
     )?
     .max(0) as u64;
+    f.outbox = outbox::backlogs(conn)?;
     f.last_model = conn
         .query_row(
             "SELECT model_name || ' v' || model_version FROM parts ORDER BY id DESC LIMIT 1",

@@ -1,7 +1,8 @@
 //! `station run`: runs the line with a live status line and (when `[web]` is enabled) the review page, stops
 //! cleanly on Ctrl-C, SIGTERM (`systemctl stop`, `docker stop`, `kill`) or SIGHUP (the terminal went away): the
 //! trigger stops, parts in flight get their verdicts, the PLC queue and the records are flushed, the run is
-//! closed, the summary printed, exit code 0.
+//! closed, the plant's sinks ([`crate::plant`]: MQTT, `/metrics`) deliver what is left, the summary printed,
+//! exit code 0.
 
 use anyhow::Context;
 
@@ -25,7 +26,17 @@ pub fn run(arg: &ConfigArg, max_parts: Option<u64>, quiet: bool) -> anyhow::Resu
                 .await
                 .context("cannot start the review page")?;
         }
-        pipeline::run(
+        let setup = crate::plant::Setup {
+            station: &config.station.name,
+            database: &config.record.database,
+            metrics: config.metrics.as_ref(),
+            mqtt: config.mqtt.as_ref(),
+            webhooks: &config.webhooks,
+        };
+        let plant = crate::plant::start(setup, &tap)
+            .await
+            .context("cannot start the plant's sinks")?;
+        let summary = pipeline::run(
             &config,
             RunOptions {
                 max_parts,
@@ -36,7 +47,9 @@ pub fn run(arg: &ConfigArg, max_parts: Option<u64>, quiet: bool) -> anyhow::Resu
             stop_signal(),
         )
         .await
-        .with_context(|| format!("cannot run the line with {}", config.file))
+        .with_context(|| format!("cannot run the line with {}", config.file));
+        plant.stop().await;
+        summary
     })?;
     println!("{summary}");
     Ok(())

@@ -18,6 +18,7 @@ pub use crate::capture::SourceConfig;
 pub use crate::decision::DecisionConfig;
 pub use crate::identity::{IdentityConfig, IdentitySource};
 pub use crate::model::ModelConfig;
+pub use crate::plant::{MetricsConfig, MqttConfig, WebhookConfig};
 pub use crate::plc::{Parity, PlcConfig, PlcLink, RejectTiming, RtuConfig};
 pub use crate::preprocess::{PreprocessConfig, Roi};
 pub use crate::recipe::RecipeConfig;
@@ -80,6 +81,12 @@ pub struct Config {
     pub recipes: Vec<RecipeConfig>,
     /// `[identity]`: where a part's identity comes from (docs/IDENTITY.md).
     pub identity: IdentityConfig,
+    /// `[metrics]`: the Prometheus endpoint (absent: off).
+    pub metrics: Option<MetricsConfig>,
+    /// `[mqtt]`: the outbox published to an MQTT broker (absent: off).
+    pub mqtt: Option<MqttConfig>,
+    /// `[[webhook]]`: the outbox POSTed to HTTP endpoints.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// `[station]`: what every stage reads a little of.
@@ -106,6 +113,9 @@ const SECTIONS: &[&str] = &[
     "recipe",
     "web",
     "identity",
+    "metrics",
+    "mqtt",
+    "webhook",
 ];
 
 impl Config {
@@ -188,6 +198,16 @@ impl Config {
         let recipes = crate::recipe::config::validate(p, recipes, &model, &preprocess);
         let web = crate::web::config::validate(p, web, table.contains_key("web"));
         let identity = crate::identity::config::validate(p, identity);
+        let metrics = table.contains_key("metrics").then(|| {
+            let raw = p.section(table, "metrics");
+            crate::plant::config::validate_metrics(p, raw)
+        });
+        let mqtt = table.contains_key("mqtt").then(|| {
+            let raw = p.section(table, "mqtt");
+            crate::plant::config::validate_mqtt(p, raw)
+        });
+        let webhooks = p.section(table, "webhook");
+        let webhooks = crate::plant::config::validate_webhooks(p, webhooks);
         Config {
             file: file.to_string(),
             station,
@@ -202,6 +222,9 @@ impl Config {
             recipes,
             web,
             identity,
+            metrics,
+            mqtt,
+            webhooks,
         }
     }
 }

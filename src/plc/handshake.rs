@@ -30,6 +30,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1132,6 +1133,19 @@ impl Handshake {
             .plc_heartbeat
             .map(|(_, t)| now.duration_since(t).as_millis() as u64);
         v.buffer_depth = usize::from(self.out.buffer_depth);
+        let up = match &self.transport {
+            Transport::Client(link) => link.down_since().is_none() && self.cmd.is_some(),
+            Transport::Server(server) => server
+                .memory()
+                .last_request
+                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(2)),
+        };
+        self.counters
+            .plc_link_up
+            .store(u64::from(up), Ordering::Relaxed);
+        self.counters
+            .plc_result_buffer
+            .store(u64::from(self.out.buffer_depth), Ordering::Relaxed);
         (v.parts_before_gate, v.reject_pulses, v.merged_pulses) =
             self.output.peek(|g| (g.len(), g.pulses, g.merged));
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();

@@ -1,6 +1,6 @@
 //! `[record]`: where the database and the images go, and how many passed parts keep their image. Parsed into
 //! [`RawRecord`], validated into [`RecordConfig`] (relative paths are under the station's data folder), and where
-//! records wait when the database cannot take them (the journal).
+//! records wait when the database cannot take them (the journal), and how many outbox messages are kept.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,7 @@ pub struct RawRecord {
     jpeg_quality: Option<u8>,
     image_queue_mb: Option<f64>,
     image_threads: Option<u64>,
+    outbox_max_rows: Option<u64>,
 }
 
 /// How the record writer encodes images.
@@ -69,6 +70,9 @@ pub struct RecordConfig {
     /// How much disk the images may take, and how much of the disk stays free (see `store::retention`).
     pub quota: Quota,
     pub images: ImageOptions,
+    /// Outbox messages kept behind the newest, at most: older ones are pruned even if a sink has not sent them
+    /// (counted as dropped; see docs/PLANT.md, "Full disk").
+    pub outbox_max_rows: u64,
 }
 
 pub fn validate(p: &mut Problems, raw: RawRecord, data_dir: &Path) -> RecordConfig {
@@ -108,6 +112,7 @@ pub fn validate(p: &mut Problems, raw: RawRecord, data_dir: &Path) -> RecordConf
             emergency_free_percent,
         },
         images,
+        outbox_max_rows: p.positive("record.outbox_max_rows", raw.outbox_max_rows, 200_000),
     }
 }
 

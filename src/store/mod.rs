@@ -18,6 +18,7 @@ use serde::Serialize;
 pub mod chain;
 pub mod config;
 pub mod journal;
+pub mod outbox;
 pub mod retention;
 pub mod rows;
 pub mod writer;
@@ -69,6 +70,8 @@ pub struct Store {
     trimmed_at: std::time::Instant,
     /// How the images are encoded and by how many threads.
     images: config::ImageOptions,
+    /// Outbox messages kept behind the newest, at most.
+    outbox_max_rows: u64,
     /// Told about every part written (the live review page listens here).
     pub notify: Option<tokio::sync::broadcast::Sender<Recorded>>,
 }
@@ -178,6 +181,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_IDENTITY,
     SCHEMA_CHAIN,
     SCHEMA_CALIBRATION,
+    outbox::SCHEMA,
 ];
 
 /// The tamper-evident record (`chain.rs`): every part record and PLC event, hash-chained.
@@ -363,13 +367,7 @@ impl Store {
         if interrupted > 0 {
             tracing::warn!("{interrupted} earlier run(s) had not been closed: marked interrupted");
         }
-        let now = crate::clock::Clock::new().now_us();
-        conn.execute(
-            "INSERT INTO runs (station, config, started_us, software_version) VALUES (?1, ?2, ?3, ?4)",
-            params![station, config_file, now, crate::SOFTWARE_VERSION],
-        )
-        .map_err(sql)?;
-        let run_id = conn.last_insert_rowid();
+        let run_id = start_run(&conn, station, config_file).map_err(sql)?;
         let data_dir = db_path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok(Store {
             conn,
@@ -389,6 +387,7 @@ impl Store {
             retention_at: std::time::Instant::now(),
             trimmed_at: std::time::Instant::now(),
             images: config.images.clone(),
+            outbox_max_rows: config.outbox_max_rows,
             notify: None,
         })
     }
@@ -401,6 +400,24 @@ impl Store {
     pub fn backlog(&self) -> u64 {
         self.journal.rows + self.held.len() as u64
     }
+}
+
+/// Starts a run (its row and its outbox message, in one transaction); returns its id.
+fn start_run(conn: &Connection, station: &str, config_file: &str) -> rusqlite::Result<i64> {
+    let tx = conn.unchecked_transaction()?;
+    let now = crate::clock::Clock::new().now_us();
+    tx.execute(
+        "INSERT INTO runs (station, config, started_us, software_version) VALUES (?1, ?2, ?3, ?4)",
+        params![station, config_file, now, crate::SOFTWARE_VERSION],
+    )?;
+    let run_id = tx.last_insert_rowid();
+    let payload = serde_json::json!({
+        "run_id": run_id, "station": station, "started_us": now,
+        "software_version": crate::SOFTWARE_VERSION,
+    });
+    outbox::append(&tx, "run_start", &run_id.to_string(), &payload)?;
+    tx.commit()?;
+    Ok(run_id)
 }
 
 /// Writes rows in one transaction.

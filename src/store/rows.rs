@@ -1,7 +1,9 @@
 //! A record as it goes into SQLite: [`Row`], plain serialisable data (images already saved, their paths in the
 //! row), so that the same value can be written to the database or, when the database cannot take it, to the
 //! journal and replayed later. Writing is idempotent: a row replayed twice (a crash between the database commit
-//! and the journal's truncation) changes nothing the second time.
+//! and the journal's truncation) changes nothing the second time. Each row that records something new also
+//! appends its [`outbox`] message in the same transaction (a part, a PLC outcome, a run's end; shadow scores are
+//! not sent), once: a replayed row appends nothing.
 
 use std::path::Path;
 
@@ -9,6 +11,9 @@ use rusqlite::{Transaction, params};
 
 use super::chain;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::outbox;
 
 pub use crate::part::record::{AcousticRow, PartRow};
 
@@ -117,9 +122,10 @@ pub fn insert(tx: &Transaction, rows: &[Row], data_dir: &Path) -> rusqlite::Resu
         "UPDATE runs SET finished_us = ?2, end_reason = COALESCE(end_reason, 'completed') WHERE id = ?1",
     )?;
     for row in rows {
-        match row {
+        // Rows changed: a row that changed nothing (replayed, or already applied) appends no message.
+        let changed = match row {
             Row::Part(r) => {
-                let inserted = part.execute(params![
+                let added = part.execute(params![
                     r.part_id,
                     r.run_id,
                     r.seq as i64,
@@ -176,81 +182,159 @@ pub fn insert(tx: &Transaction, rows: &[Row], data_dir: &Path) -> rusqlite::Resu
                         i.error,
                     ])?;
                 }
-                if inserted > 0 {
-                    let payload = serde_json::to_string(&**r).unwrap_or_default();
-                    let files = chain::files_json(data_dir, r);
-                    chain::append(tx, "part", &r.part_id, &payload, &files)?;
-                }
+                added
             }
-            Row::Shadow(s) => {
-                shadow.execute(params![
-                    s.part_id,
-                    s.model_name,
-                    s.model_version,
-                    s.model_sha256,
-                    s.score.map(f64::from),
-                    f64::from(s.threshold),
-                    s.error,
-                    s.scored_us,
-                ])?;
-            }
+            Row::Shadow(s) => shadow.execute(params![
+                s.part_id,
+                s.model_name,
+                s.model_version,
+                s.model_sha256,
+                s.score.map(f64::from),
+                f64::from(s.threshold),
+                s.error,
+                s.scored_us,
+            ])?,
             Row::Delivered {
                 part_id,
                 actuated_us,
                 result_written_us,
                 reject_on_us,
                 reject_pulse,
-            } => {
-                let changed = delivered.execute(params![
-                    part_id,
-                    actuated_us,
-                    result_written_us,
-                    reject_on_us,
-                    reject_pulse
-                ])?;
-                chain_event(tx, row, "plc_delivered", part_id, changed)?;
-            }
+            } => delivered.execute(params![
+                part_id,
+                actuated_us,
+                result_written_us,
+                reject_on_us,
+                reject_pulse
+            ])?,
             Row::PulseEnded {
                 part_id,
                 reject_off_us,
-            } => {
-                let changed = pulse_ended.execute(params![part_id, reject_off_us])?;
-                chain_event(tx, row, "pulse_ended", part_id, changed)?;
-            }
+            } => pulse_ended.execute(params![part_id, reject_off_us])?,
             Row::Undelivered {
                 part_id,
                 detail,
                 reject_pulse,
-            } => {
-                let changed = undelivered.execute(params![part_id, detail, reject_pulse])?;
-                chain_event(tx, row, "plc_undelivered", part_id, changed)?;
-            }
-            Row::RejectedAtGate { part_id, detail } => {
-                let changed = at_gate.execute(params![part_id, detail])?;
-                chain_event(tx, row, "rejected_at_gate", part_id, changed)?;
-            }
+            } => undelivered.execute(params![part_id, detail, reject_pulse])?,
+            Row::RejectedAtGate { part_id, detail } => at_gate.execute(params![part_id, detail])?,
             Row::RunEnd {
                 run_id,
                 finished_us,
-            } => {
-                run_end.execute(params![run_id, finished_us])?;
-            }
+            } => run_end.execute(params![run_id, finished_us])?,
+        };
+        if let (true, Some((kind, key, payload))) = (changed > 0, message(row)) {
+            outbox::append(tx, kind, &key, &payload)?;
+            chain_row(tx, row, kind, &key, data_dir)?;
         }
     }
     Ok(())
 }
 
-/// A later event on a part, chained when it changed the part's row.
-fn chain_event(
+/// Chains a row that changed the records (see `chain.rs`): a part with its files' hashes, an event as written.
+fn chain_row(
     tx: &Transaction,
     row: &Row,
     kind: &str,
-    part_id: &str,
-    changed: usize,
+    key: &str,
+    data_dir: &Path,
 ) -> rusqlite::Result<()> {
-    if changed == 0 {
-        return Ok(());
+    let payload = match row {
+        Row::Part(r) => serde_json::to_string(&**r),
+        other => serde_json::to_string(other),
     }
-    let payload = serde_json::to_string(row).unwrap_or_default();
-    chain::append(tx, kind, part_id, &payload, "[]")
+    .unwrap_or_default();
+    let files = match row {
+        Row::Part(r) => chain::files_json(data_dir, r),
+        _ => "[]".into(),
+    };
+    chain::append(tx, kind, key, &payload, &files)
+}
+
+/// A row's outbox message: its kind, the record's stable id, and the payload (none for shadow scores).
+fn message(row: &Row) -> Option<(&'static str, String, serde_json::Value)> {
+    Some(match row {
+        Row::Part(r) => ("part", r.part_id.clone(), part_payload(r)),
+        Row::Shadow(_) => return None,
+        Row::Delivered {
+            part_id,
+            actuated_us,
+            result_written_us,
+            reject_on_us,
+            reject_pulse,
+        } => (
+            "plc_delivered",
+            part_id.clone(),
+            json!({
+                "part_id": part_id, "outcome": "delivered", "actuated_us": actuated_us,
+                "result_written_us": result_written_us, "reject_on_us": reject_on_us,
+                "reject_pulse": reject_pulse,
+            }),
+        ),
+        Row::PulseEnded {
+            part_id,
+            reject_off_us,
+        } => (
+            "pulse_ended",
+            part_id.clone(),
+            json!({ "part_id": part_id, "reject_off_us": reject_off_us }),
+        ),
+        Row::Undelivered {
+            part_id,
+            detail,
+            reject_pulse,
+        } => (
+            "plc_undelivered",
+            part_id.clone(),
+            json!({
+                "part_id": part_id, "outcome": "undelivered", "detail": detail,
+                "reject_pulse": reject_pulse, "verdict": "REJECT", "reason": "plc_undelivered",
+            }),
+        ),
+        Row::RejectedAtGate { part_id, detail } => (
+            "rejected_at_gate",
+            part_id.clone(),
+            json!({
+                "part_id": part_id, "detail": detail, "verdict": "REJECT",
+                "reason": "verdict_late_at_gate",
+            }),
+        ),
+        Row::RunEnd {
+            run_id,
+            finished_us,
+        } => (
+            "run_end",
+            run_id.to_string(),
+            json!({ "run_id": run_id, "finished_us": finished_us }),
+        ),
+    })
+}
+
+/// A part's outbox message: its verdict and why, its score and the models that judged it, its times.
+fn part_payload(r: &PartRow) -> serde_json::Value {
+    let reasons: serde_json::Value = serde_json::from_str(&r.reasons).unwrap_or_default();
+    json!({
+        "part_id": r.part_id,
+        "run_id": r.run_id,
+        "seq": r.seq,
+        "origin": r.origin,
+        "verdict": r.verdict,
+        "reasons": reasons,
+        "result_code": r.result_code,
+        "score": r.score,
+        "threshold": r.threshold,
+        "model": { "name": r.model_name, "version": r.model_version, "sha256": r.model_sha256 },
+        "acoustic": r.acoustic.as_ref().map(|a| json!({
+            "score": a.score, "threshold": a.threshold,
+            "model": { "name": a.model_name, "version": a.model_version, "sha256": a.model_sha256 },
+        })),
+        "triggered_us": r.triggered_us,
+        "decided_us": r.decided_us,
+        "plc_part_id": r.plc_part_id,
+        "identity": r.identity.as_ref().map(|i| json!({
+            "source": i.source, "serial": i.serial, "gtin": i.gtin, "lot": i.lot, "error": i.error,
+        })),
+        "calibration_id": r.calibration_id,
+        "image_path": r.image_path,
+        "images_skipped": r.images_skipped,
+    })
 }

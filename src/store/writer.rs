@@ -114,6 +114,7 @@ impl Store {
             return;
         }
         self.retention_at = Instant::now();
+        self.prune_outbox();
         let disk = match Disk::of(&self.images_root) {
             Ok(d) => d,
             Err(e) => {
@@ -141,6 +142,24 @@ impl Store {
         self.counters
             .images_bytes
             .store(self.images_bytes, Ordering::Relaxed);
+    }
+
+    /// Deletes the outbox messages every sink has sent, and those beyond `record.outbox_max_rows` (counted).
+    fn prune_outbox(&mut self) {
+        match super::outbox::prune(&self.conn, self.outbox_max_rows) {
+            Ok(pruned) if pruned.dropped > 0 => {
+                self.counters
+                    .outbox_dropped
+                    .fetch_add(pruned.dropped, Ordering::Relaxed);
+                tracing::error!(
+                    "outbox: {} messages a sink had not sent yet were dropped (record.outbox_max_rows = {}); their records are kept",
+                    pruned.dropped,
+                    self.outbox_max_rows
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("outbox: cannot prune it: {e}"),
+        }
     }
 
     /// Writes rows after any backlog: to the database when it takes them, else to the journal.
@@ -258,6 +277,7 @@ impl Store {
     fn committed(&mut self, rows: &[Row]) {
         self.written += rows.len() as u64;
         self.gauges();
+        count_rows(&self.counters, rows);
         if let Some(notify) = &self.notify {
             for event in rows.iter().filter_map(recorded) {
                 // An error only means that no page is listening.
@@ -283,6 +303,33 @@ impl Store {
                 self.db_path.display(),
                 self.journal.path().display()
             );
+        }
+    }
+}
+
+/// The reasons and stage latencies of the rows committed, for the metrics.
+fn count_rows(counters: &crate::metrics::Counters, rows: &[Row]) {
+    let mut reasons = counters.reasons.lock().unwrap_or_else(|p| p.into_inner());
+    let mut add = |code: &str| *reasons.entry(code.to_string()).or_default() += 1;
+    for row in rows {
+        match row {
+            Row::Part(r) => {
+                let codes: Vec<serde_json::Value> =
+                    serde_json::from_str(&r.reasons).unwrap_or_default();
+                for code in codes.iter().filter_map(|c| c["code"].as_str()) {
+                    add(code);
+                }
+                counters.stages.observe(
+                    r.triggered_us,
+                    r.captured_us,
+                    r.preprocessed_us,
+                    r.inferred_us,
+                    r.decided_us,
+                );
+            }
+            Row::Undelivered { .. } => add("plc_undelivered"),
+            Row::RejectedAtGate { .. } => add("verdict_late_at_gate"),
+            _ => {}
         }
     }
 }
@@ -513,6 +560,10 @@ pub async fn run_writer(mut store: Store, mut rx: Receiver<RecordMsg>) -> Store 
                 tokio::time::sleep(retry_in.min(DRAIN_RETRY)).await;
             }
         }
+        store
+            .counters
+            .records_queued
+            .store(rx.len() as u64, std::sync::atomic::Ordering::Relaxed);
         store = blocking(store, move |s| s.write_batch(batch)).await;
     }
     blocking(store, Store::finish).await

@@ -13,6 +13,7 @@ mod failsafe;
 mod identity;
 mod machines;
 mod pipeline;
+mod plant;
 mod plc;
 mod records;
 mod sources;

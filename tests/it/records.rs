@@ -77,6 +77,40 @@ fn try_count(db: &Path, sql: &str) -> rusqlite::Result<i64> {
     conn.query_row(sql, [], |r| r.get(0))
 }
 
+/// The outbox holds one message per part and per PLC outcome, however the rows got in (at once, or replayed
+/// from the journal), in the order of the rows, its ids without a gap.
+fn outbox_matches_the_records(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let keys = |sql: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let parts = keys("SELECT part_id FROM parts ORDER BY id");
+    assert_eq!(
+        keys("SELECT key FROM outbox WHERE kind = 'part' ORDER BY id"),
+        parts,
+        "one message per part, in the order of the rows"
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM outbox WHERE kind = 'plc_delivered'"
+        ),
+        count(
+            db,
+            "SELECT count(*) FROM parts WHERE plc_status = 'delivered'"
+        )
+    );
+    assert_eq!(
+        count(db, "SELECT max(id) - min(id) + 1 - count(*) FROM outbox"),
+        0,
+        "a gap in the outbox ids"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_longer_than_the_retry_window_loses_no_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,6 +146,7 @@ async fn a_database_locked_longer_than_the_retry_window_loses_no_record() {
         0,
         "the journal was not emptied"
     );
+    outbox_matches_the_records(&config.record.database);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,6 +198,7 @@ async fn a_run_that_ends_during_a_lock_leaves_its_records_in_the_journal_for_the
     );
     assert_eq!(second.records_waiting, 0);
     assert_eq!(rows(&config).len(), 43);
+    outbox_matches_the_records(db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,6 +497,7 @@ async fn a_full_disk_loses_no_record_without_retention_and_stays_free_with_it() 
         ),
         120
     );
+    outbox_matches_the_records(db);
     drop(disk);
 
     // Retention on: the station keeps half of the disk free; no write ever fails.

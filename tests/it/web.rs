@@ -717,6 +717,15 @@ async fn live_events_stream_and_a_technician_changes_the_running_threshold() {
             && audit.ends_with("-> 100.0%, confirmed)"),
         "{audit}"
     );
+    let sent: String = site
+        .db()
+        .query_row(
+            "SELECT json_extract(payload, '$.detail') FROM outbox WHERE kind = 'audit'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sent, audit, "the setting change's outbox message");
     assert!(
         tap.model.borrow().is_none(),
         "the stopped line shows as stopped"
@@ -1109,6 +1118,20 @@ async fn hosts_origins_caching_body_limits_and_repeated_reviews() {
         )
         .unwrap();
     assert_eq!(stored, 1);
+    let sent: i64 = site
+        .db()
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE kind = 'review'
+               AND key = (SELECT CAST(id AS TEXT) FROM reviews WHERE part_id = ?1)
+               AND json_extract(payload, '$.part_id') = ?1",
+            [&part],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        sent, 1,
+        "the review's outbox message, once (the repeat adds none)"
+    );
     // A different verdict on the same part is a new review (the audit trail keeps both).
     let (status, _, _) = site
         .send(post(
