@@ -28,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod export;
 pub mod identity;
 pub mod linalg;
 pub mod live;

@@ -9,6 +9,7 @@ mod calibrate;
 mod dataset;
 mod evaluate_audio;
 mod evaluate_vision;
+mod export;
 mod generate;
 mod generate_sounds;
 mod generate_textures;
@@ -89,6 +90,26 @@ enum Command {
         /// Print the history as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Export the records of a lot or a time window as CSV, JSON or AQDEF (Q-DAS) for the plant's systems
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this lot
+        #[arg(long, value_name = "LOT")]
+        lot: Option<String>,
+        /// From this UTC time on (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS])
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Before this UTC time
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// csv, json or aqdef
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write to this file (default: standard output)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Recompute the tamper-evident record chain and check it against the records and their image files
     Verify {
@@ -340,6 +361,7 @@ fn exit_code(err: &anyhow::Error) -> i32 {
             || e.is::<clap::Error>()
             || bad_training_options(e)
             || bad_spc_input(e)
+            || e.is::<export::ExportUsage>()
             || e.is::<calibrate::CalibrateUsage>()
             || e.downcast_ref::<crate::users::UserError>()
                 .is_some_and(crate::users::UserError::is_usage)
@@ -412,6 +434,23 @@ pub fn main() -> i32 {
         Command::Validate { config } => validate::validate(&config),
         Command::Status { config } => status::status(&config),
         Command::Verify { config } => verify::verify(&config),
+        Command::Export {
+            config,
+            lot,
+            from,
+            to,
+            format,
+            out,
+        } => export::export(
+            &config,
+            &export::ExportArgs {
+                lot: lot.as_deref(),
+                from: from.as_deref(),
+                to: to.as_deref(),
+                format: &format,
+                out: out.as_deref(),
+            },
+        ),
         Command::Trace {
             config,
             key,

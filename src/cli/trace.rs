@@ -49,77 +49,82 @@ fn print_history(h: &Value) {
             .unwrap_or_default()
     );
     for p in h["parts"].as_array().into_iter().flatten() {
-        let codes: Vec<String> = p["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| text(&r["code"]))
-            .collect();
+        print_attempt(p);
+    }
+}
+
+/// One attempt: verdict and scores, who judged it, its identity, files and reviews.
+fn print_attempt(p: &Value) {
+    let codes: Vec<String> = p["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| text(&r["code"]))
+        .collect();
+    println!(
+        "\n{}  attempt {}  {}  {}  score {} / {}  reasons: {}",
+        text(&p["part_id"]),
+        p["attempt"],
+        p["triggered_us"].as_i64().map_or("-".into(), utc_text),
+        text(&p["verdict"]),
+        text(&p["score"]),
+        text(&p["threshold"]),
+        if codes.is_empty() {
+            "-".into()
+        } else {
+            codes.join(", ")
+        }
+    );
+    println!(
+        "  station {}  software {}  model {} v{}  PLC {}  previous attempt {}",
+        text(&p["station"]),
+        text(&p["software_version"]),
+        text(&p["model_name"]),
+        text(&p["model_version"]),
+        text(&p["plc_status"]),
+        text(&p["previous_part_id"])
+    );
+    println!(
+        "  identity {}  scan {}  serial {}  GTIN {}  lot {}  expiry {}{}",
+        text(&p["identity_source"]),
+        text(&p["scan_raw"]),
+        text(&p["serial"]),
+        text(&p["gtin"]),
+        text(&p["lot"]),
+        text(&p["expiry"]),
+        p["identity_error"]
+            .as_str()
+            .map(|e| format!("  error: {e}"))
+            .unwrap_or_default()
+    );
+    if p["acoustic_score"].is_number() {
         println!(
-            "\n{}  attempt {}  {}  {}  score {} / {}  reasons: {}",
-            text(&p["part_id"]),
-            p["attempt"],
-            p["triggered_us"].as_i64().map_or("-".into(), utc_text),
-            text(&p["verdict"]),
-            text(&p["score"]),
-            text(&p["threshold"]),
-            if codes.is_empty() {
-                "-".into()
-            } else {
-                codes.join(", ")
-            }
+            "  sound score {} / {}",
+            text(&p["acoustic_score"]),
+            text(&p["acoustic_threshold"])
         );
+    }
+    for key in ["image_path", "heatmap_path", "spectrogram_path"] {
+        if let Some(path) = p[key].as_str() {
+            println!("  {key:<16} {path}");
+        }
+    }
+    for r in p["reviews"].as_array().into_iter().flatten() {
         println!(
-            "  station {}  software {}  model {} v{}  PLC {}  previous attempt {}",
-            text(&p["station"]),
-            text(&p["software_version"]),
-            text(&p["model_name"]),
-            text(&p["model_version"]),
-            text(&p["plc_status"]),
-            text(&p["previous_part_id"])
-        );
-        println!(
-            "  identity {}  scan {}  serial {}  GTIN {}  lot {}  expiry {}{}",
-            text(&p["identity_source"]),
-            text(&p["scan_raw"]),
-            text(&p["serial"]),
-            text(&p["gtin"]),
-            text(&p["lot"]),
-            text(&p["expiry"]),
-            p["identity_error"]
+            "  review {} by {}: {}{}{}",
+            r["at_us"].as_i64().map_or("-".into(), utc_text),
+            text(&r["user"]),
+            text(&r["label"]),
+            r["defect_class"]
                 .as_str()
-                .map(|e| format!("  error: {e}"))
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
+            r["comment"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(|c| format!(" \"{c}\""))
                 .unwrap_or_default()
         );
-        if p["acoustic_score"].is_number() {
-            println!(
-                "  sound score {} / {}",
-                text(&p["acoustic_score"]),
-                text(&p["acoustic_threshold"])
-            );
-        }
-        for key in ["image_path", "heatmap_path", "spectrogram_path"] {
-            if let Some(path) = p[key].as_str() {
-                println!("  {key:<16} {path}");
-            }
-        }
-        for r in p["reviews"].as_array().into_iter().flatten() {
-            println!(
-                "  review {} by {}: {}{}{}",
-                r["at_us"].as_i64().map_or("-".into(), utc_text),
-                text(&r["user"]),
-                text(&r["label"]),
-                r["defect_class"]
-                    .as_str()
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default(),
-                r["comment"]
-                    .as_str()
-                    .filter(|c| !c.is_empty())
-                    .map(|c| format!(" \"{c}\""))
-                    .unwrap_or_default()
-            );
-        }
     }
 }
 

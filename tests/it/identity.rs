@@ -418,6 +418,139 @@ fn scans_from_a_serial_scanner_identify_parts_and_noread_or_duplicates_reject() 
     let out = trace(&config_path, &["NO-SUCH-SERIAL"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NO-SUCH-SERIAL"));
+    exports_parse_back(&config_path, &config.record.database, &parts);
+}
+
+/// `station export`: CSV, JSON and AQDEF read back by parsers of the test's own.
+fn exports_parse_back(config_path: &Path, db: &Path, parts: &[Identified]) {
+    let export = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_station"))
+            .arg("export")
+            .args(args)
+            .arg("--config")
+            .arg(config_path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let (hash, threshold): (String, f64) = conn
+        .query_row(
+            "SELECT c.hash, p.threshold FROM record_chain c JOIN parts p ON p.part_id = c.ref
+             WHERE c.kind = 'part' AND p.serial = 'SER7'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // CSV (RFC 4180), one lot.
+    let (code, csv, _) = export(&["--lot", "LOT42", "--format", "csv"]);
+    assert_eq!(code, Some(0));
+    let table = parse_csv(&csv);
+    assert_eq!(table.len(), 2, "{csv}");
+    let row: std::collections::HashMap<_, _> = table[0].iter().zip(&table[1]).collect();
+    assert_eq!(row[&"serial".to_string()], "SER7");
+    assert_eq!(row[&"gtin".to_string()], "09506000134352");
+    assert_eq!(row[&"operator".to_string()], "ana");
+    assert_eq!(row[&"review".to_string()], "defect:scratch");
+    assert_eq!(row[&"record_hash".to_string()], &hash);
+    assert_eq!(row[&"station".to_string()], "test");
+    // JSON, everything: both runs, in record order.
+    let (_, json, _) = export(&["--format", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["part_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), parts.len(), "both runs");
+    assert_eq!(
+        &ids[..parts.len()],
+        parts
+            .iter()
+            .map(|p| p.part_id.as_str())
+            .collect::<Vec<_>>()
+            .as_slice()
+    );
+    assert!(
+        all[3]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("duplicate_serial"))
+    );
+    // AQDEF: K-field lines, one value block per part.
+    let (_, aqdef, _) = export(&["--format", "aqdef"]);
+    let mut fields: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for line in aqdef.lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        assert!(
+            key.starts_with('K') && key[1..5].chars().all(|c| c.is_ascii_digit()),
+            "not a K-field: {line}"
+        );
+        fields
+            .entry(key.to_string())
+            .or_default()
+            .push(value.to_string());
+    }
+    assert_eq!(
+        fields["K0100"],
+        ["1"],
+        "one characteristic: the vision score (no sound in this run)"
+    );
+    assert_eq!(
+        fields["K1001"],
+        ["09506000134352"],
+        "the part number is the GTIN scanned"
+    );
+    assert_eq!(fields["K2111/1"][0].parse::<f64>().unwrap(), threshold);
+    assert_eq!(fields["K0001/1"].len(), parts.len());
+    assert_eq!(fields["K0014/1"][1], "SER7");
+    assert_eq!(
+        fields["K0014/1"][2], parts[2].part_id,
+        "a NOREAD is named by its part id"
+    );
+    assert_eq!(fields["K0006/1"][1], "LOT42");
+    assert_eq!(fields["K0008/1"][1], "ana");
+    let t = &fields["K0004/1"][0];
+    assert!(
+        t.len() == 19 && &t[2..3] == "." && &t[10..11] == "/",
+        "K0004 dd.mm.yyyy/hh:mm:ss: {t}"
+    );
+    // A window with nothing in it, and a date that is not one.
+    let (_, empty, _) = export(&["--from", "2100-01-01", "--format", "csv"]);
+    assert_eq!(parse_csv(&empty).len(), 1);
+    let (code, _, err) = export(&["--from", "2026-02-30"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--from") && err.contains("2026-02-30"),
+        "{err}"
+    );
+}
+
+/// RFC 4180 CSV: quoted fields may hold commas, quotes ("") and line breaks.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field, mut quoted) = (Vec::new(), Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
 }
 
 fn trace(config: &Path, args: &[&str]) -> Output {
