@@ -73,18 +73,26 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
-/// Wall-clock microseconds as UTC text: `2026-12-02 16:46:15.123 UTC`.
-pub fn utc_text(us: i64) -> String {
+/// Wall-clock microseconds as UTC calendar fields: (year, month, day, hour, minute, second, millisecond).
+pub fn utc_fields(us: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
     let secs = us.div_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03} UTC",
+    (
+        y,
+        m,
+        d,
         s / 3600,
         s / 60 % 60,
         s % 60,
-        us.rem_euclid(1_000_000) / 1000
+        us.rem_euclid(1_000_000) / 1000,
     )
+}
+
+/// Wall-clock microseconds as UTC text: `2026-12-02 16:46:15.123 UTC`.
+pub fn utc_text(us: i64) -> String {
+    let (y, m, d, h, min, s, ms) = utc_fields(us);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{ms:03} UTC")
 }
 
 #[cfg(test)]

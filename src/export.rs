@@ -6,7 +6,7 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::clock::civil_from_days;
+use crate::clock::{civil_from_days, utc_fields};
 
 /// Which parts: a lot, a time window (µs since the epoch, `from` inclusive, `to` exclusive), or both.
 #[derive(Debug, Clone, Default)]
@@ -140,15 +140,8 @@ pub fn csv(rows: &[ExportRow]) -> String {
 
 /// `dd.mm.yyyy/hh:mm:ss` (UTC), AQDEF's date and time.
 fn aqdef_time(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{d:02}.{m:02}.{y:04}/{:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let (y, m, d, h, min, s, _) = utc_fields(us);
+    format!("{d:02}.{m:02}.{y:04}/{h:02}:{min:02}:{s:02}")
 }
 
 /// AQDEF text: the vision score (characteristic 1) and, when any part has one, the acoustic score
